@@ -1,0 +1,5 @@
+"""Boxes: coders (anchor deltas, point distances), batched IoU, clipping, padding of targets."""
+from minidet.boxes.coders import DeltaXYWHCoder, LTRBCoder
+from minidet.boxes.ops import batched_box_iou, clip_boxes, pad_targets
+
+__all__ = ["DeltaXYWHCoder", "LTRBCoder", "batched_box_iou", "clip_boxes", "pad_targets"]

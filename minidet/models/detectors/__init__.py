@@ -1,0 +1,5 @@
+"""Detectors composed from backbone, neck and head."""
+from minidet.models.detectors.dense import DenseDetector
+from minidet.models.detectors.retinanet import RetinaNet
+
+__all__ = ["DenseDetector", "RetinaNet"]

@@ -1,0 +1,4 @@
+"""Necks: multi-scale feature fusion after the backbone."""
+from minidet.models.necks.fpn import FPN
+
+__all__ = ["FPN"]

@@ -1,0 +1,77 @@
+"""Max-IoU assignment of anchors to ground truths (Faster R-CNN, RetinaNet).
+
+Batched over images: ground truths are padded to the largest count in the batch and masked, so a
+whole batch is assigned with a handful of tensor operations and no Python loop over images or boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from minidet.boxes.ops import batched_box_iou
+
+
+@dataclass
+class AssignResult:
+    """Output of an assigner for a batch of ``B`` images and ``A`` anchors (or points).
+
+    Attributes:
+        matched_gt: ``(B, A)`` int64 index of the assigned ground truth; only meaningful where ``pos``.
+        pos: ``(B, A)`` bool, positive samples.
+        neg: ``(B, A)`` bool, negative samples. Anchors that are neither are ignored by the loss.
+        max_iou: ``(B, A)`` IoU with the best ground truth (``-1`` when the image has none).
+    """
+
+    matched_gt: Tensor
+    pos: Tensor
+    neg: Tensor
+    max_iou: Tensor
+
+    @property
+    def ignore(self) -> Tensor:
+        return ~(self.pos | self.neg)
+
+
+@dataclass
+class MaxIoUAssigner:
+    """Assign each anchor to the ground truth it overlaps most.
+
+    * ``IoU >= pos_iou_thr`` -> positive; ``IoU < neg_iou_thr`` -> negative; in between -> ignored.
+    * Low-quality matches (Faster R-CNN, Sec. 3.1.2): each ground truth also claims the anchors whose
+      IoU with it equals its own highest IoU (if ``>= min_pos_iou``), so that no object is left without
+      a positive. As in torchvision and Detectron, such an anchor keeps its own best ground truth.
+
+    RetinaNet uses ``(0.5, 0.4)``; the RPN uses ``(0.7, 0.3)``.
+    """
+
+    pos_iou_thr: float = 0.5
+    neg_iou_thr: float = 0.4
+    min_pos_iou: float = 0.0
+    allow_low_quality_matches: bool = True
+
+    @torch.no_grad()
+    def assign(self, anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> AssignResult:
+        """Assign a batch.
+
+        Args:
+            anchors: ``(A, 4)`` xyxy anchors shared by the batch.
+            gt_boxes: ``(B, G, 4)`` padded ground-truth boxes.
+            gt_valid: ``(B, G)`` bool, ``False`` on padding.
+
+        Returns:
+            An :class:`AssignResult`; images without objects get all anchors negative.
+        """
+        iou = batched_box_iou(anchors, gt_boxes)  # (B, A, G)
+        iou = iou.masked_fill(~gt_valid[:, None, :], -1.0)
+        max_iou, matched = iou.max(dim=2)  # (B, A)
+        pos = max_iou >= self.pos_iou_thr
+        neg = max_iou < self.neg_iou_thr
+        if self.allow_low_quality_matches:
+            gt_best = iou.max(dim=1, keepdim=True).values  # (B, 1, G)
+            ok = gt_valid[:, None, :] & (gt_best > 0) & (gt_best >= self.min_pos_iou)
+            is_best = ((iou == gt_best) & ok).any(dim=2)  # (B, A)
+            pos = pos | is_best
+        neg = neg & ~pos
+        return AssignResult(matched_gt=matched, pos=pos, neg=neg, max_iou=max_iou)

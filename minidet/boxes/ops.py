@@ -1,0 +1,77 @@
+"""Box operations that torchvision does not batch: IoU between padded batches, clipping to image sizes.
+
+Boxes are ``(x1, y1, x2, y2)`` in pixels throughout minidet ("xyxy").
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU between every box of ``boxes1`` and every box of ``boxes2``, batched over images.
+
+    .. math:: \\mathrm{IoU}(a, b) = \\frac{|a \\cap b|}{|a| + |b| - |a \\cap b|}
+
+    The same quantity as :func:`torchvision.ops.box_iou` (the tests compare the two), but with a
+    leading batch dimension so that a padded batch of ground truths is matched in one kernel.
+
+    Args:
+        boxes1: ``(B, N, 4)`` or ``(N, 4)`` xyxy boxes (e.g. anchors, shared by the batch).
+        boxes2: ``(B, M, 4)`` xyxy boxes (e.g. ground truths padded to ``M``).
+
+    Returns:
+        ``(B, N, M)`` IoU. Degenerate (zero-area) pairs give 0, never NaN.
+    """
+    if boxes1.dim() == 2:
+        boxes1 = boxes1.unsqueeze(0)
+    area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
+    area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
+    lt = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])  # (B, N, M, 2)
+    rb = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])  # (B, N, M, 2)
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]  # (B, N, M)
+    union = area1[..., :, None] + area2[..., None, :] - inter
+    return inter / union.clamp(min=torch.finfo(union.dtype).eps)
+
+
+def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip xyxy boxes to their image.
+
+    Args:
+        boxes: ``(B, N, 4)`` boxes.
+        image_sizes: ``(B, 2)`` integer ``(H, W)`` of each image (un-padded).
+
+    Returns:
+        ``(B, N, 4)`` boxes with ``0 <= x <= W`` and ``0 <= y <= H``.
+    """
+    h = image_sizes[:, 0].to(boxes.dtype)[:, None]  # (B, 1)
+    w = image_sizes[:, 1].to(boxes.dtype)[:, None]
+    x1 = torch.minimum(boxes[..., 0].clamp(min=0), w)
+    y1 = torch.minimum(boxes[..., 1].clamp(min=0), h)
+    x2 = torch.minimum(boxes[..., 2].clamp(min=0), w)
+    y2 = torch.minimum(boxes[..., 3].clamp(min=0), h)
+    return torch.stack([x1, y1, x2, y2], dim=-1)
+
+
+def pad_targets(targets: list[dict[str, Tensor]], device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image ground truths into padded batch tensors.
+
+    Images with no objects are fine: their rows are all padding, so every anchor becomes negative.
+
+    Args:
+        targets: list of ``B`` dicts with ``boxes`` ``(N_i, 4)`` float and ``labels`` ``(N_i,)`` int64.
+
+    Returns:
+        ``boxes`` ``(B, G, 4)`` (zeros where padded), ``labels`` ``(B, G)`` (``-1`` where padded) and
+        ``valid`` ``(B, G)`` bool, with ``G = max(1, max_i N_i)``.
+    """
+    device = device if device is not None else targets[0]["boxes"].device
+    num = [len(t["labels"]) for t in targets]
+    g = max(1, max(num, default=0))
+    boxes = torch.zeros(len(targets), g, 4, device=device)
+    labels = torch.full((len(targets), g), -1, dtype=torch.long, device=device)
+    for i, t in enumerate(targets):
+        boxes[i, : num[i]] = t["boxes"].to(device=device, dtype=boxes.dtype)
+        labels[i, : num[i]] = t["labels"].to(device)
+    return boxes, labels, labels >= 0

@@ -1,0 +1,244 @@
+"""The training loop: optimiser, warm-up + decay, gradient clipping, AMP, history, checkpoints, resume.
+
+>>> trainer = Trainer(model, train_loader, TrainConfig(iters=2000), out_dir="runs/retinanet")
+>>> history = trainer.fit()          # resumes from runs/retinanet/last.pt when it exists
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from minidet.engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from minidet.engine.distributed import rank
+from minidet.engine.history import History, first_nonfinite
+from minidet.engine.schedule import lr_factor
+from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved in every checkpoint).
+
+    ``lr`` is the base learning rate for ``batch_size`` images; ``grad_clip`` is a max gradient norm
+    (``None``: off); ``amp`` uses autocast on CUDA (``amp_dtype`` ``"bfloat16"`` or ``"float16"``, the
+    latter with a gradient scaler) and is ignored on CPU. ``on_nonfinite`` is ``"raise"`` (stop with a
+    message naming the loss component, iteration and last checkpoint) or ``"skip"`` (drop the step).
+    """
+
+    iters: int = 2000
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    warmup_factor: float = 0.001
+    schedule: str = "cosine"
+    steps: tuple[float, ...] = (0.67, 0.89)
+    grad_clip: float | None = 10.0
+    amp: bool = True
+    amp_dtype: str = "bfloat16"
+    log_interval: int = 20
+    checkpoint_interval: int = 500
+    seed: int = 0
+    on_nonfinite: str = "raise"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.iters <= 0:
+            raise ConfigError(f"iters must be positive, got {self.iters}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.on_nonfinite not in ("raise", "skip"):
+            raise ConfigError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ConfigError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        lr_factor(0, self.iters, schedule=self.schedule)  # raises on an unknown schedule
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; no weight decay on norm layers and biases (1-D parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class Trainer:
+    """Iteration-based trainer for any minidet detector (``model(images, targets)`` -> loss dict).
+
+    Args:
+        model: a detector; it is moved to ``device``.
+        loader: a loader built by :func:`minidet.engine.loader.build_loader` (its sampler is resumable).
+        config: :class:`TrainConfig`.
+        out_dir: where ``last.pt`` (and ``history.json``) go; ``None`` keeps everything in memory.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when present).
+        model_config: how to rebuild the model (stored in checkpoints, e.g. for ``minidet eval``).
+        callbacks: called as ``fn(trainer, new_history_rows)`` after each flush of the history.
+    """
+
+    def __init__(self, model: nn.Module, loader: DataLoader, config: TrainConfig, out_dir: str | Path | None = None,
+                 device: str | torch.device | None = None, model_config: dict[str, Any] | None = None,
+                 callbacks: list[Callable[["Trainer", list[dict]], None]] | None = None) -> None:
+        config.validate()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device)
+        self.loader, self.config = loader, config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.model_config = model_config or {}
+        self.callbacks = callbacks or []
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda it: lr_factor(it, config.iters, config.warmup_iters, config.warmup_factor, config.schedule, config.steps),
+        )
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.iteration = 0
+        self.history = History()
+        self.skipped_steps = 0
+        self.last_checkpoint: Path | None = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        self.history.flush()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "iteration": self.iteration,
+            "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
+            "model_config": self.model_config,
+            "history": self.history.rows,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Write a checkpoint (rank 0 only); default ``<out_dir>/last.pt``."""
+        if rank() != 0:
+            return None
+        if path is None:
+            if self.out_dir is None:
+                return None
+            path = self.out_dir / "last.pt"
+        self.last_checkpoint = save_checkpoint(self.state_dict(), path)
+        return self.last_checkpoint
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped (model, optimiser, schedule,
+        scaler, random states, iteration and history)."""
+        state = load_checkpoint(path, map_location=self.device)
+        load_model_state(self.model, state["model"], str(path))
+        if state["config"].get("iters") != self.config.iters:
+            raise CheckpointError(
+                f"{path} was made for iters={state['config'].get('iters')}, this run has iters={self.config.iters}: "
+                "the learning-rate schedule would differ; use the same --iters or a new --out"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.iteration = int(state["iteration"])
+        self.history = History(state["history"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.last_checkpoint = Path(path)
+
+    # ----------------------------------------------------------------- training
+    def _batches(self):
+        """Endless batches, starting at the current iteration's position in its epoch."""
+        per_epoch = len(self.loader)
+        if per_epoch == 0:
+            raise ConfigError("the training loader yields no batch: the dataset is smaller than the batch size")
+        epoch, offset = divmod(self.iteration, per_epoch)
+        sampler, dataset = self.loader.sampler, self.loader.dataset
+        while True:
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch, offset * self.loader.batch_size)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            yield from self.loader
+            epoch, offset = epoch + 1, 0
+
+    def train_step(self, batch) -> dict[str, Tensor]:
+        """One optimisation step on ``batch`` (an :class:`~minidet.data.collate.ImageBatch`)."""
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            out = self.model(batch.images, batch.targets, batch.image_sizes)
+        losses = {k: v for k, v in out.items() if k.startswith("loss_")}
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(total)):  # one host sync per step: the price of never stepping on NaN
+            self._nonfinite(losses)
+            out["loss"] = total
+            return out
+        self.scaler.scale(total).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        out["loss"] = total
+        return out
+
+    def _nonfinite(self, losses: dict[str, Tensor]) -> None:
+        name = first_nonfinite(losses) or "loss"
+        if self.config.on_nonfinite == "skip":
+            self.skipped_steps += 1
+            return
+        where = str(self.last_checkpoint) if self.last_checkpoint else "none saved yet"
+        raise NonFiniteLossError(
+            f"{name} is {float(losses[name].detach().float().sum())} at iteration {self.iteration}; "
+            f"weights were not updated. Last good checkpoint: {where}. Lower the learning rate, check the data, "
+            "or train with on_nonfinite='skip'."
+        )
+
+    def fit(self, progress: bool = True) -> History:
+        """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history."""
+        cfg = self.config
+        if self.iteration == 0 and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
+            self.resume(self.out_dir / "last.pt")
+        if self.iteration >= cfg.iters:
+            return self.history
+        if self.iteration == 0:
+            torch.manual_seed(cfg.seed)
+        self.model.train()
+        bar = tqdm(total=cfg.iters, initial=self.iteration, disable=not progress or rank() != 0, desc="train", dynamic_ncols=True)
+        start = time.perf_counter()
+        for batch in self._batches():
+            out = self.train_step(batch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.iteration += 1
+            self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/"))})
+            bar.update(1)
+            if self.iteration % cfg.log_interval == 0 or self.iteration == cfg.iters:
+                rows = self.history.flush()
+                last = rows[-1]
+                bar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k.startswith("loss") and isinstance(v, float)}, refresh=False)
+                for cb in self.callbacks:
+                    cb(self, rows)
+            if cfg.checkpoint_interval and self.iteration % cfg.checkpoint_interval == 0:
+                self.save()
+            if self.iteration >= cfg.iters:
+                break
+        bar.close()
+        self.train_seconds = time.perf_counter() - start
+        self.save()
+        if self.out_dir is not None and rank() == 0:
+            (self.out_dir / "history.json").write_text(json.dumps(self.history.rows))
+        return self.history
