@@ -1,0 +1,65 @@
+"""The plain-dataclass configuration of the synthetic shapes dataset."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from minidet.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """Everything that determines the bytes of a generated shapes dataset.
+
+    Sizes are pixels. An object's *size* is the longer side of its tight box before clipping to the
+    image, drawn log-uniformly from ``[min_object_size, max_object_frac * image_size]`` so every
+    FPN level (strides 8..128) sees objects. ``occlusion_max`` is the largest fraction of an
+    object's in-image pixels that later shapes may cover.
+    """
+
+    image_size: int = 256
+    num_train: int = 2000
+    num_val: int = 300
+    min_objects: int = 1
+    max_objects: int = 12
+    min_object_size: float = 8
+    max_object_frac: float = 0.6
+    num_distractors: tuple[int, int] = (0, 4)
+    occlusion_max: float = 0.5
+    min_inside_frac: float = 0.5  # an object may leave the image only while this much of it stays in
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_distractors", tuple(self.num_distractors))
+        checks = [
+            ("image_size", self.image_size >= 32, "must be an int >= 32"),
+            ("num_train", self.num_train >= 0, "must be >= 0"),
+            ("num_val", self.num_val >= 0, "must be >= 0"),
+            ("min_objects", 0 <= self.min_objects <= self.max_objects, "must be in [0, max_objects]"),
+            ("min_object_size", 1 <= self.min_object_size <= self.max_object_frac * self.image_size,
+             "must be in [1, max_object_frac * image_size]"),
+            ("max_object_frac", 0 < self.max_object_frac <= 1, "must be in (0, 1]"),
+            ("num_distractors", len(self.num_distractors) == 2
+             and 0 <= self.num_distractors[0] <= self.num_distractors[1], "must be (lo, hi) with 0 <= lo <= hi"),
+            ("occlusion_max", 0 <= self.occlusion_max < 1, "must be in [0, 1)"),
+            ("min_inside_frac", 0 < self.min_inside_frac <= 1, "must be in (0, 1]"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"ShapesConfig.{name} = {getattr(self, name)!r} {rule}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all fields (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["num_distractors"] = list(self.num_distractors)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShapesConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"ShapesConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
