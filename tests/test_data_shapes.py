@@ -111,6 +111,8 @@ def test_config_round_trip_and_validation() -> None:
     assert ShapesConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="min_objects"):
         ShapesConfig(min_objects=5, max_objects=2)
+    with pytest.raises(ConfigError, match="image_size = '256'"):
+        ShapesConfig.from_dict({"image_size": "256"})
     with pytest.raises(ConfigError, match="bogus"):
         ShapesConfig.from_dict({"bogus": 1})
 

@@ -31,6 +31,12 @@ class ShapesConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            ok = (isinstance(value, (list, tuple)) and all(type(v) is int for v in value)
+                  if f.name == "num_distractors" else type(value) is int or (f.type == "float" and type(value) is float))
+            if not ok:
+                raise ConfigError(f"ShapesConfig.{f.name} = {value!r} has the wrong type (expected {f.type})")
         object.__setattr__(self, "num_distractors", tuple(self.num_distractors))
         checks = [
             ("image_size", self.image_size >= 32, "must be an int >= 32"),
