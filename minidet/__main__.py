@@ -1,0 +1,6 @@
+"""``python -m minidet`` = the ``minidet`` command."""
+import sys
+
+from minidet.cli import main
+
+sys.exit(main())

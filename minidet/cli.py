@@ -1,0 +1,128 @@
+"""Command line: ``minidet train`` and ``minidet eval`` (also ``python -m minidet``).
+
+``minidet train`` with no flags trains the default RetinaNet on freshly generated shapes data on the
+best device present, evaluates it and prints COCO AP.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from minidet.engine.checkpoint import load_checkpoint, load_model_state
+from minidet.engine.evaluate import evaluate
+from minidet.engine.experiment import MODELS, RunConfig, build_model, make_datasets, resolve_data, run
+from minidet.engine.loader import build_loader
+from minidet.engine.trainer import TrainConfig
+from minidet.errors import MinidetError
+from minidet.models import BACKBONES
+
+DEFAULTS = RunConfig()
+DEFAULT_TRAIN = TrainConfig(iters=2400, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200, checkpoint_interval=200)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="shapes", help="'shapes' (built-in, generated on first use) or a COCO-style folder")
+    p.add_argument("--data-root", default="data/shapes", help="where the shapes data is written (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch_size, help="images per batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="data-loading processes (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minidet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a detector, evaluate it, write <out>/metrics.json")
+    t.add_argument("--model", default=DEFAULTS.model, choices=MODELS)
+    t.add_argument("--backbone", default=DEFAULTS.backbone, choices=BACKBONES)
+    t.add_argument("--weights", default=None, help="local backbone weights file (torchvision ResNet state dict)")
+    t.add_argument("--size", type=int, default=DEFAULTS.size, help="input image side in pixels (default: %(default)s)")
+    t.add_argument("--iters", type=int, default=None, help=f"training iterations (default: {DEFAULT_TRAIN.iters})")
+    t.add_argument("--epochs", type=float, default=None, help="alternative to --iters: passes over the training set")
+    t.add_argument("--optimizer", default=DEFAULT_TRAIN.optimizer, choices=("sgd", "adamw"))
+    t.add_argument("--lr", type=float, default=DEFAULT_TRAIN.lr)
+    t.add_argument("--weight-decay", type=float, default=DEFAULT_TRAIN.weight_decay)
+    t.add_argument("--warmup", type=int, default=DEFAULT_TRAIN.warmup_iters, help="warm-up iterations")
+    t.add_argument("--schedule", default=DEFAULT_TRAIN.schedule, choices=("cosine", "step", "constant"))
+    t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale, help="anchor side / stride (paper: 4)")
+    t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
+    t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
+    t.add_argument("--no-eval", action="store_true")
+    _add_data_args(t)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint with COCOeval")
+    e.add_argument("checkpoint", help="a last.pt written by minidet train")
+    e.add_argument("--out", default=None, help="write metrics.json here (default: next to the checkpoint)")
+    _add_data_args(e)
+    return parser
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    print("COCO bbox metrics (pycocotools):")
+    print("  " + "  ".join(f"{k}={metrics[k]:.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = resolve_data(args.data, args.data_root)
+    iters = args.iters
+    if args.epochs is not None:
+        from minidet.data import CocoDetection  # only to count images
+
+        n = len(CocoDetection(spec.train_ann, spec.train_images))
+        iters = max(1, round(args.epochs * n / args.batch))
+    train = TrainConfig(
+        iters=iters or DEFAULT_TRAIN.iters, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_iters=min(args.warmup, max(1, (iters or DEFAULT_TRAIN.iters) // 5)), schedule=args.schedule,
+        amp=not args.no_amp, checkpoint_interval=args.checkpoint_every, seed=args.seed,
+    )
+    cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
+                    batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"minidet: training {args.model} ({args.backbone}) for {train.iters} iterations on {device}, data {args.data} -> {args.out}")
+    result = run(spec, cfg, args.out, device=device, evaluate_after=not args.no_eval)
+    print(f"trained in {result['train_seconds']:.0f} s")
+    if "metrics" in result:
+        _print_metrics(result["metrics"])
+        print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    state = load_checkpoint(args.checkpoint)
+    mc = dict(state.get("model_config") or {})
+    if "model" not in mc:
+        raise MinidetError(f"{args.checkpoint} has no model_config: it was not written by minidet train")
+    spec = resolve_data(args.data, args.data_root)
+    _, val = make_datasets(spec, int(mc.pop("size")))
+    mc.pop("class_names", None)
+    num_classes = mc.pop("num_classes")
+    if num_classes != val.num_classes:
+        raise MinidetError(f"{args.checkpoint} was trained for {num_classes} classes, {spec.val_ann} has {val.num_classes}")
+    model = build_model(mc.pop("model"), num_classes, **mc)
+    load_model_state(model, state["model"], args.checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True)
+    _print_metrics(metrics)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except MinidetError as exc:
+        print(f"minidet: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

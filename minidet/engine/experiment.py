@@ -1,0 +1,150 @@
+"""One call from "which data, which model" to a trained, evaluated detector on disk.
+
+Shared by the command line (``minidet train``) and the lessons, so both run the same recipe.
+A run folder holds ``last.pt`` (checkpoint), ``history.json`` (per-iteration losses) and
+``metrics.json`` (COCOeval stats under ``AP, AP50, AP75, APs, APm, APl``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minidet.data import CocoDetection, ShapesConfig, build_transforms, generate_shapes
+from minidet.engine.evaluate import evaluate
+from minidet.engine.loader import build_loader
+from minidet.engine.trainer import TrainConfig, Trainer
+from minidet.errors import ConfigError, DatasetError
+from minidet.models import build_retinanet
+
+MODELS = ("retinanet",)
+FAST_ENV = "MINIDET_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``MINIDET_FAST`` is set to a non-empty value other than ``0``: the tests set it so
+    that every lesson cell runs in seconds."""
+    return os.environ.get(FAST_ENV, "") not in ("", "0")
+
+
+@dataclass
+class DataSpec:
+    """Where the images and annotations are. Build with :func:`resolve_data`."""
+
+    train_ann: Path
+    train_images: Path
+    val_ann: Path
+    val_images: Path
+
+
+def resolve_data(data: str = "shapes", root: str | Path = "data/shapes", shapes: ShapesConfig | None = None) -> DataSpec:
+    """``"shapes"``: generate (once) the built-in shapes data under ``root``. Otherwise ``data`` is a
+    COCO-style folder with ``annotations/instances_train*.json`` and ``annotations/instances_val*.json``
+    next to image folders named after the json (``train2017/`` for ``instances_train2017.json``, or ``train/``)."""
+    if data == "shapes":
+        p = generate_shapes(root, shapes or ShapesConfig())
+        return DataSpec(p["train"], p["train_images"], p["val"], p["val_images"])
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DatasetError(f"--data {data!r}: not 'shapes' and not a folder")
+    found = {}
+    for split in ("train", "val"):
+        anns = sorted((folder / "annotations").glob(f"instances_{split}*.json"))
+        if not anns:
+            raise DatasetError(f"--data {folder}: no annotations/instances_{split}*.json")
+        ann = anns[0]
+        suffix = ann.stem[len("instances_"):]
+        images = next((folder / n for n in (suffix, split, "images") if (folder / n).is_dir()), None)
+        if images is None:
+            raise DatasetError(f"--data {folder}: no image folder {suffix!r} or {split!r} for {ann.name}")
+        found[split] = (ann, images)
+    return DataSpec(found["train"][0], found["train"][1], found["val"][0], found["val"][1])
+
+
+@dataclass
+class RunConfig:
+    """The whole recipe: data, model and training. ``minidet train`` fills it from its flags."""
+
+    model: str = "retinanet"
+    backbone: str = "tiny"
+    weights: str | None = None
+    size: int = 256
+    batch_size: int = 8
+    workers: int = 1
+    octave_base_scale: float = 2.0
+    scale_jitter: tuple[float, float] = (0.8, 1.0)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: str | None = None,
+                octave_base_scale: float = 4.0, **kwargs) -> torch.nn.Module:
+    """Build a detector by name (the one place the command line turns a string into a model)."""
+    if model == "retinanet":
+        return build_retinanet(num_classes, backbone=backbone, weights_path=weights, octave_base_scale=octave_base_scale, **kwargs)
+    raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
+
+
+def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0)
+                  ) -> tuple[CocoDetection, CocoDetection]:
+    """Training set (flip + scale jitter) and validation set (resize only) at input side ``size``."""
+    train = CocoDetection(spec.train_ann, spec.train_images, build_transforms(True, size, scale_jitter=scale_jitter), seed=seed)
+    val = CocoDetection(spec.val_ann, spec.val_images, build_transforms(False, size))
+    if train.class_names != val.class_names:
+        raise DatasetError(f"{spec.train_ann} and {spec.val_ann} have different categories: {train.class_names} vs {val.class_names}")
+    return train, val
+
+
+def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = None, progress: bool = True,
+        evaluate_after: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` on ``spec``, evaluate on the validation split, write the run folder ``out``.
+
+    Resumes from ``out/last.pt`` when present. Returns ``{"metrics": ..., "history": ..., "model": ...,
+    "train_seconds": ..., "eval_seconds": ...}``.
+    """
+    torch.manual_seed(cfg.train.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter)
+    model_config = {"model": cfg.model, "num_classes": train_ds.num_classes, "backbone": cfg.backbone,
+                    "octave_base_scale": cfg.octave_base_scale, "size": cfg.size, "class_names": list(train_ds.class_names),
+                    **cfg.model_kwargs}
+    model = build_model(cfg.model, train_ds.num_classes, cfg.backbone, cfg.weights, cfg.octave_base_scale, **cfg.model_kwargs)
+    pin = torch.device(device).type == "cuda"
+    loader = build_loader(train_ds, cfg.batch_size, train=True, num_workers=cfg.workers, seed=cfg.train.seed, pin_memory=pin)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, loader, cfg.train, out_dir=out, device=device, model_config=model_config)
+    t0 = time.perf_counter()
+    history = trainer.fit(progress=progress)
+    train_seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer}
+    if evaluate_after:
+        t0 = time.perf_counter()
+        val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)
+        metrics = evaluate(trainer.model, val_loader, device=device, progress=progress)
+        result["eval_seconds"] = time.perf_counter() - t0
+        result["metrics"] = metrics
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return result
+
+
+def lesson_data(root: str | Path = "../data") -> DataSpec:
+    """The shapes data a lesson uses: the full 2000/300-image set, or in fast mode (``MINIDET_FAST``) a
+    40/16-image set in its own folder, so both can live side by side."""
+    root = Path(root)
+    if fast_mode():
+        return resolve_data("shapes", root / "shapes-fast", ShapesConfig(num_train=40, num_val=16, seed=0))
+    return resolve_data("shapes", root / "shapes", ShapesConfig())
+
+
+def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
+    """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode."""
+    train = TrainConfig(iters=3 if fast_mode() else iters, optimizer="adamw", lr=2e-3, weight_decay=0.05,
+                        warmup_iters=1 if fast_mode() else 200, log_interval=1 if fast_mode() else 20,
+                        checkpoint_interval=0, **train_overrides)
+    return RunConfig(batch_size=4 if fast_mode() else 8, workers=0 if fast_mode() else 1, train=train)

@@ -1,0 +1,31 @@
+"""The command line end to end on a tiny dataset, and its error messages."""
+import json
+import subprocess
+import sys
+
+from minidet.cli import main
+
+
+def test_train_then_eval_writes_run_folder(tiny_shapes, tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(tiny_shapes["root"]), "--iters", "4", "--size", "96", "--batch", "4",
+                 "--workers", "0", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert len(json.loads((out / "history.json").read_text())) == 4
+    assert (out / "last.pt").is_file()
+    code = main(["eval", str(out / "last.pt"), "--data", str(tiny_shapes["root"]), "--workers", "0", "--out", str(tmp_path / "ev")])
+    assert code == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["AP"] == metrics["AP"]
+
+
+def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--iters", "1"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_python_dash_m_help():
+    out = subprocess.run([sys.executable, "-m", "minidet", "train", "--help"], capture_output=True, text=True, check=True)
+    assert "--model" in out.stdout and "--data" in out.stdout and "--epochs" in out.stdout

@@ -1,0 +1,115 @@
+"""Trainer: learning-rate schedule, exact resume, non-finite losses, history and checkpoints."""
+import json
+
+import pytest
+import torch
+
+from minidet.data import CocoDetection, build_transforms
+from minidet.engine import TrainConfig, Trainer, build_loader, load_checkpoint, lr_factor, save_checkpoint
+from minidet.engine.history import History
+from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
+from minidet.models import build_retinanet
+
+
+def make_trainer(tiny_shapes, out_dir, iters=6, **cfg):
+    torch.manual_seed(0)
+    ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(True, 96), seed=0)
+    loader = build_loader(ds, batch_size=4, train=True, seed=0)
+    model = build_retinanet(ds.num_classes, backbone="tiny", octave_base_scale=2.0)
+    config = TrainConfig(iters=iters, optimizer="sgd", lr=0.01, warmup_iters=2, log_interval=2, checkpoint_interval=3, **cfg)
+    return Trainer(model, loader, config, out_dir=out_dir, device="cpu")
+
+
+def test_lr_schedule_shapes():
+    assert lr_factor(0, 100, warmup_iters=10, warmup_factor=0.1) == pytest.approx(0.1)
+    assert lr_factor(10, 100, warmup_iters=10) == pytest.approx(1.0)
+    assert lr_factor(100, 100, warmup_iters=10) == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(55, 100, warmup_iters=10) == pytest.approx(0.5)
+    assert lr_factor(70, 100, warmup_iters=0, schedule="step", steps=(0.67, 0.89)) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, 10, schedule="linear")
+
+
+def test_resume_is_bitwise_identical(tiny_shapes, tmp_path):
+    full = make_trainer(tiny_shapes, tmp_path / "full")
+    full.fit(progress=False)
+    # An interrupted run: stop after the checkpoint at iteration 3, then a fresh trainer resumes.
+    part = make_trainer(tiny_shapes, tmp_path / "part", iters=6)
+    part.config.iters = 3
+    part.fit(progress=False)
+    part.config.iters = 6
+    ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert ckpt["iteration"] == 3
+    resumed = make_trainer(tiny_shapes, tmp_path / "part", iters=6)
+    resumed.fit(progress=False)  # finds last.pt and continues
+    assert resumed.iteration == 6
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["loss"] for r in full.history.rows] == [r["loss"] for r in resumed.history.rows]
+    saved = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert len(saved) == 6 and {"iter", "lr", "loss_cls", "loss_box", "levels/loss_cls"} <= set(saved[0])
+
+
+def test_resume_refuses_other_model_and_truncated_file(tiny_shapes, tmp_path):
+    t = make_trainer(tiny_shapes, tmp_path / "a", iters=2)
+    t.fit(progress=False)
+    other = Trainer(build_retinanet(2, backbone="tiny"), t.loader, TrainConfig(iters=2), device="cpu")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        other.resume(tmp_path / "a" / "last.pt")
+    data = (tmp_path / "a" / "last.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="trunc.pt"):
+        t.resume(tmp_path / "trunc.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model": {"w": torch.zeros(2)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_nonfinite_loss_stops_with_a_message(tiny_shapes, tmp_path):
+    t = make_trainer(tiny_shapes, tmp_path / "nan", iters=6)
+    with torch.no_grad():
+        t.model.head.box_pred.bias.fill_(float("nan"))
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"loss_box is nan at iteration 0.*Last good checkpoint: none"):
+        t.fit(progress=False)
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, before[k]) or torch.isnan(v).any(), k
+
+
+def test_nonfinite_loss_can_skip_steps(tiny_shapes, tmp_path):
+    t = make_trainer(tiny_shapes, tmp_path / "skip", iters=2, on_nonfinite="skip")
+    with torch.no_grad():
+        t.model.head.box_pred.bias.fill_(float("inf"))
+    t.fit(progress=False)
+    assert t.skipped_steps == 2 and t.iteration == 2
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="lion").validate()
+    with pytest.raises(ConfigError, match="iters"):
+        TrainConfig(iters=0).validate()
+
+
+def test_history_flushes_in_windows():
+    h = History()
+    for i in range(5):
+        h.record(i + 1, 0.1, {"loss": torch.tensor(float(i)), "levels/x": torch.tensor([i, 2.0 * i])})
+    assert h.rows == [] and len(h) == 5
+    rows = h.flush()
+    assert [r["loss"] for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[2]["levels/x"] == [2.0, 4.0]
+    assert h.smoothed("loss", window=2) == [0.0, 0.5, 1.5, 2.5, 3.5]
