@@ -142,6 +142,12 @@ def lesson_data(root: str | Path = "../data") -> DataSpec:
     return resolve_data("shapes", root / "shapes", ShapesConfig())
 
 
+def lesson_run_dir(name: str, root: str | Path = "../runs") -> Path:
+    """Run folder of a lesson: ``root/name``, or ``root/name-fast`` in fast mode, so that a 3-iteration
+    fast run never gets resumed by a full one (a checkpoint only resumes the same ``iters``)."""
+    return Path(root) / (f"{name}-fast" if fast_mode() else name)
+
+
 def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
     """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode."""
     train = TrainConfig(iters=3 if fast_mode() else iters, optimizer="adamw", lr=2e-3, weight_decay=0.05,

@@ -38,13 +38,14 @@ def build_retinanet(
     head_convs: int | None = None,
     octave_base_scale: float = 4.0,
     norm: str | None = None,
+    prior_prob: float = 0.01,
     **kwargs,
 ) -> RetinaNet:
     """RetinaNet on P3-P7.
 
     With ``backbone="tiny"`` the defaults shrink to what trains on a CPU in minutes (FPN and head
     width 64, two convs per tower, GroupNorm); with a ResNet they are the paper's (256 channels,
-    four convs, no norm). ``octave_base_scale`` sets the anchor size: 4 x stride as in the paper.
+    four convs, no norm). ``prior_prob`` initialises the classification bias (Sec. 4). ``octave_base_scale`` sets the anchor size: 4 x stride as in the paper.
     Remaining keyword arguments go to :class:`RetinaNet` (e.g. ``focal_gamma``, ``score_thresh``).
     """
     bb = build_backbone(backbone, weights_path)
@@ -54,5 +55,5 @@ def build_retinanet(
     norm = norm if norm is not None or not tiny else "gn"
     neck = FPN(tuple(bb.out_channels[k] for k in ("c3", "c4", "c5")), (8, 16, 32), ch, num_extra=2, extra_source="p5")
     anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale)
-    head = RetinaHead(ch, num_classes, anchors.num_anchors, num_convs=convs, norm=norm)
+    head = RetinaHead(ch, num_classes, anchors.num_anchors, num_convs=convs, prior_prob=prior_prob, norm=norm)
     return RetinaNet(bb, neck, head, anchors, num_classes, **kwargs)
