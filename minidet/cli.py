@@ -21,7 +21,8 @@ from minidet.errors import MinidetError
 from minidet.models import BACKBONES
 
 DEFAULTS = RunConfig()
-DEFAULT_TRAIN = TrainConfig(iters=2400, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200, checkpoint_interval=200)
+DEFAULT_TRAIN = TrainConfig(iters=2600, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200, checkpoint_interval=200,
+                            channels_last=True)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", default=DEFAULT_TRAIN.schedule, choices=("cosine", "step", "constant"))
     t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale, help="anchor side / stride (paper: 4)")
     t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
+    t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
@@ -79,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = TrainConfig(
         iters=iters or DEFAULT_TRAIN.iters, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         warmup_iters=min(args.warmup, max(1, (iters or DEFAULT_TRAIN.iters) // 5)), schedule=args.schedule,
-        amp=not args.no_amp, checkpoint_interval=args.checkpoint_every, seed=args.seed,
+        amp=not args.no_amp, channels_last=not args.no_channels_last, checkpoint_interval=args.checkpoint_every, seed=args.seed,
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
                     batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train)

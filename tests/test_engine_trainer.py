@@ -113,3 +113,15 @@ def test_history_flushes_in_windows():
     assert [r["loss"] for r in rows] == [0, 1, 2, 3, 4]
     assert rows[2]["levels/x"] == [2.0, 4.0]
     assert h.smoothed("loss", window=2) == [0.0, 0.5, 1.5, 2.5, 3.5]
+
+
+def test_channels_last_gives_the_same_losses(tiny_shapes, tmp_path):
+    """channels_last is a memory layout, not a different model: the first losses agree."""
+    a = make_trainer(tiny_shapes, None, iters=2)
+    b = make_trainer(tiny_shapes, None, iters=2, channels_last=True)
+    a.fit(progress=False)
+    b.fit(progress=False)
+    assert b.model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for ra, rb in zip(a.history.rows, b.history.rows):
+        assert ra["loss_cls"] == pytest.approx(rb["loss_cls"], rel=1e-4)
+        assert ra["loss_box"] == pytest.approx(rb["loss_box"], rel=1e-4)

@@ -152,5 +152,5 @@ def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
     """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode."""
     train = TrainConfig(iters=3 if fast_mode() else iters, optimizer="adamw", lr=2e-3, weight_decay=0.05,
                         warmup_iters=1 if fast_mode() else 200, log_interval=1 if fast_mode() else 20,
-                        checkpoint_interval=0, **train_overrides)
+                        checkpoint_interval=0, channels_last=True, **train_overrides)
     return RunConfig(batch_size=4 if fast_mode() else 8, workers=0 if fast_mode() else 1, train=train)
