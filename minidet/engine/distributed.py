@@ -22,13 +22,19 @@ def all_reduce_mean(x: Tensor) -> Tensor:
     gradient. Returns ``x`` unchanged when not distributed."""
     if not is_dist():
         return x
+    return all_reduce_sum(x) / dist.get_world_size()
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Sum of ``x`` over processes, without gradient (e.g. per-level sums and counts that must be pooled
+    before a statistic is taken). Returns ``x`` unchanged when not distributed."""
+    if not is_dist():
+        return x
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x / dist.get_world_size()
+    return x
 
 
 def barrier() -> None:
     if is_dist():
         dist.barrier()
-
-

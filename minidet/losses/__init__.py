@@ -1,13 +1,21 @@
-"""Losses: focal, regression (smooth L1, L1, GIoU) and per-level bookkeeping."""
-from minidet.losses.focal import cross_entropy_loss, sigmoid_focal_loss
+"""Losses: focal and Progressive Focal Loss, regression (smooth L1, L1, GIoU), per-level bookkeeping
+and the level-wise resampling of UMOP."""
+from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
 from minidet.losses.levels import level_index, sum_per_level
+from minidet.losses.lrp import normalize_level_losses
+from minidet.losses.pfl import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
 from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
 
 __all__ = [
+    "FocalLoss",
+    "ProgressiveFocalLoss",
     "cross_entropy_loss",
     "giou_loss",
     "l1_loss",
     "level_index",
+    "normalize_level_losses",
+    "pfl_hyperparams",
+    "pfl_hyperparams_per_level",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "sum_per_level",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def sigmoid_focal_loss(
@@ -60,3 +60,23 @@ def cross_entropy_loss(logits: Tensor, targets: Tensor, reduction: str = "none")
     Kept as its own name so that plots can show focal loss "beside cross-entropy".
     """
     return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
+
+
+class FocalLoss(nn.Module):
+    """:func:`sigmoid_focal_loss` with fixed ``alpha`` and ``gamma``, in the interface every dense
+    detector's classification loss shares (see :meth:`minidet.models.DenseDetector.classification_loss`).
+
+    ``forward(logits (B, A, C), targets (B, A, C), pos (B, A) bool, levels (A,), num_levels)`` returns the
+    per-element loss ``(B, A, C)`` and a dict of statistics to log (empty here).
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.alpha, self.gamma = alpha, gamma
+
+    def forward(self, logits: Tensor, targets: Tensor, pos: Tensor, levels: Tensor, num_levels: int
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+        return sigmoid_focal_loss(logits, targets, self.alpha, self.gamma), {}
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}"

@@ -1,5 +1,6 @@
-"""What every dense (one-stage) detector shares: normalisation, backbone -> neck -> head, level
-bookkeeping and post-processing. Subclasses say how targets are made and losses computed."""
+"""What every dense (one-stage) detector shares: normalisation, backbone -> neck -> head, the
+classification loss (focal or Progressive Focal Loss, pooled or level-wise normalised), level
+bookkeeping and post-processing. Subclasses say how targets are made and the other losses computed."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -7,12 +8,31 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
-from minidet.losses.levels import level_index
+from minidet.engine.distributed import all_reduce_mean
+from minidet.losses.focal import FocalLoss
+from minidet.losses.levels import level_index, sum_per_level
+from minidet.losses.lrp import normalize_level_losses
+from minidet.losses.pfl import ProgressiveFocalLoss
 from minidet.models.postprocess import postprocess_dense
 
 # ImageNet statistics in [0, 1] units; the models take images in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CLS_LOSSES = ("focal", "pfl")
+
+
+def build_cls_loss(cls_loss: str | nn.Module, focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> nn.Module:
+    """``"focal"`` -> :class:`FocalLoss` ``(focal_alpha, focal_gamma)``; ``"pfl"`` ->
+    :class:`ProgressiveFocalLoss` centred on ``focal_gamma`` (UMOP defaults ``delta = w = 0.5``; its
+    ``alpha`` is ``w / gamma_ad``, so ``focal_alpha`` is unused); a module is used as is. A module must
+    follow :class:`FocalLoss`'s interface."""
+    if isinstance(cls_loss, nn.Module):
+        return cls_loss
+    if cls_loss == "focal":
+        return FocalLoss(focal_alpha, focal_gamma)
+    if cls_loss == "pfl":
+        return ProgressiveFocalLoss(gamma=focal_gamma)
+    raise ValueError(f"cls_loss must be one of {CLS_LOSSES} or an nn.Module, got {cls_loss!r}")
 
 
 class DenseDetector(nn.Module, ABC):
@@ -24,6 +44,11 @@ class DenseDetector(nn.Module, ABC):
         head: returns per-element predictions for the concatenated levels.
         num_classes: number of object classes ``C``.
         in_features: backbone features given to the neck, finest first.
+        cls_loss: ``"focal"``, ``"pfl"`` (Progressive Focal Loss, UMOP Eq. 3-5) or a module, see
+            :func:`build_cls_loss`.
+        level_resampling: normalise the classification loss level by level (UMOP Eq. 1) instead of by
+            the pooled number of positives; ``cls_loss="pfl", level_resampling=True`` is UMOP.
+        focal_alpha, focal_gamma: focal-loss parameters (0.25, 2); ``focal_gamma`` also centres PFL.
         score_thresh, topk_per_level, nms_thresh, max_detections: inference settings
             (RetinaNet: 0.05, 1000, 0.5, 100).
     """
@@ -35,6 +60,10 @@ class DenseDetector(nn.Module, ABC):
         head: nn.Module,
         num_classes: int,
         in_features: tuple[str, ...] = ("c3", "c4", "c5"),
+        cls_loss: str | nn.Module = "focal",
+        level_resampling: bool = False,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
         score_thresh: float = 0.05,
         topk_per_level: int = 1000,
         nms_thresh: float = 0.5,
@@ -44,6 +73,9 @@ class DenseDetector(nn.Module, ABC):
         self.backbone, self.neck, self.head = backbone, neck, head
         self.num_classes = num_classes
         self.in_features = in_features
+        self.cls_loss = build_cls_loss(cls_loss, focal_alpha, focal_gamma)
+        self.level_resampling = level_resampling
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.score_thresh, self.topk_per_level = score_thresh, topk_per_level
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -66,6 +98,51 @@ class DenseDetector(nn.Module, ABC):
         if key not in self._levels:
             self._levels[key] = level_index(level_sizes, device)
         return self._levels[key]
+
+    def classification_loss(
+        self, cls_logits: Tensor, cls_targets: Tensor, pos: Tensor, valid: Tensor, levels: Tensor, num_levels: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The normalised classification loss, level by level.
+
+        Args:
+            cls_logits: ``(B, A, C)`` logits (any float dtype; computed in float32).
+            cls_targets: ``(B, A, C)`` one-hot targets, zero rows for negatives.
+            pos, valid: ``(B, A)`` bool: positives; samples that count (positives and negatives).
+            levels: ``(A,)`` level of each element; ``num_levels``: ``L``.
+
+        Returns:
+            ``(L,)`` parts that sum to the loss (pooled or UMOP Eq. 1, see
+            :func:`~minidet.losses.normalize_level_losses`) and the loss module's statistics to log.
+        """
+        loss, stats = self.cls_loss(cls_logits.float(), cls_targets.float(), pos, levels, num_levels)
+        loss = torch.where(valid[..., None], loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
+        level_pos = sum_per_level(pos.float(), levels, num_levels)
+        return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_resampling), stats
+
+    @staticmethod
+    def num_positives(pos: Tensor) -> Tensor:
+        """``max(1, positives)`` of the batch, averaged over processes: the usual loss normaliser."""
+        return all_reduce_mean(pos.sum().float()).clamp(min=1.0)
+
+    def loss_dict(
+        self, level_parts: dict[str, Tensor], pos: Tensor, neg: Tensor, levels: Tensor, level_sizes: list[int]
+    ) -> dict[str, Tensor]:
+        """Assemble the loss dict every dense detector returns.
+
+        ``level_parts`` maps a name (``"cls"``, ``"box"``, ...) to its ``(L,)`` per-level parts: the dict
+        gets ``loss_<name>`` (their sum, the training loss) and ``levels/loss_<name>`` (detached), plus
+        ``levels/num_pos``, ``levels/num_neg`` and ``levels/pos_fraction`` (positives among all elements
+        of the level in this batch, the statistic of UMOP's Fig. 2), all ``(L,)`` and on device.
+        """
+        num_levels = len(level_sizes)
+        out = {f"loss_{k}": v.sum() for k, v in level_parts.items()}
+        out.update({f"levels/loss_{k}": v.detach() for k, v in level_parts.items()})
+        pos_levels = sum_per_level(pos.float(), levels, num_levels)
+        total = torch.tensor(level_sizes, device=pos.device, dtype=torch.float32) * pos.shape[0]
+        out["levels/num_pos"] = pos_levels
+        out["levels/num_neg"] = sum_per_level(neg.float(), levels, num_levels)
+        out["levels/pos_fraction"] = pos_levels / total
+        return out
 
     def forward(
         self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, image_sizes: Tensor | None = None

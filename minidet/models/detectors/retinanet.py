@@ -11,8 +11,6 @@ from torch import Tensor, nn
 from minidet.assigners.max_iou import MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
-from minidet.engine.distributed import all_reduce_mean
-from minidet.losses.focal import sigmoid_focal_loss
 from minidet.losses.levels import sum_per_level
 from minidet.losses.regression import l1_loss, smooth_l1_loss
 from minidet.models.anchors import AnchorGenerator
@@ -24,7 +22,9 @@ class RetinaNet(DenseDetector):
     focal loss for classification and smooth L1 (or L1) on box deltas.
 
     The loss is normalised by the number of positive anchors in the batch (Sec. 3.3), averaged over
-    processes under DDP. Besides ``loss_cls`` and ``loss_box`` the loss dict carries, for plots:
+    processes under DDP; the classification loss can instead be Progressive Focal Loss and/or normalised
+    level by level (UMOP), see :class:`DenseDetector`. Besides ``loss_cls`` and ``loss_box`` the loss
+    dict carries, for plots:
     ``levels/loss_cls``, ``levels/loss_box`` (the per-level parts, which sum to the totals),
     ``levels/num_pos``, ``levels/num_neg`` and ``levels/pos_fraction`` (positives among all anchors
     of the level, the statistic of UMOP's Fig. 2).
@@ -34,8 +34,9 @@ class RetinaNet(DenseDetector):
         anchor_generator: anchors for the neck's strides.
         num_classes: ``C``.
         assigner: default ``MaxIoUAssigner(0.5, 0.4)``.
-        focal_alpha, focal_gamma: focal-loss parameters (0.25, 2).
         reg_loss: ``"smooth_l1"`` (Detectron, beta 1/9) or ``"l1"`` (torchvision).
+        **kwargs: to :class:`DenseDetector`: ``cls_loss``, ``level_resampling``, ``focal_alpha``,
+            ``focal_gamma``, inference settings.
     """
 
     def __init__(
@@ -47,8 +48,6 @@ class RetinaNet(DenseDetector):
         num_classes: int,
         assigner: MaxIoUAssigner | None = None,
         box_coder: DeltaXYWHCoder | None = None,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
         reg_loss: str = "smooth_l1",
         **kwargs,
     ) -> None:
@@ -60,7 +59,6 @@ class RetinaNet(DenseDetector):
         self.anchor_generator = anchor_generator
         self.assigner = assigner or MaxIoUAssigner()
         self.box_coder = box_coder or DeltaXYWHCoder()
-        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.reg_loss = reg_loss
 
     def dense_outputs(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, list[int]]:
@@ -69,12 +67,6 @@ class RetinaNet(DenseDetector):
         cls_logits, box_deltas = self.head(feats)
         anchors = self.anchor_generator([f.shape[-2:] for f in feats], images.device)
         return cls_logits, box_deltas, torch.cat(anchors), [len(a) for a in anchors]
-
-    def classification_loss(self, cls_logits: Tensor, cls_targets: Tensor, valid: Tensor, levels: Tensor, num_levels: int) -> Tensor:
-        """Per-element classification loss ``(B, A, C)`` (zero where ignored). Subclasses (e.g. the
-        Progressive Focal Loss variant) override this to change the loss while keeping the assignment."""
-        loss = sigmoid_focal_loss(cls_logits, cls_targets, self.focal_alpha, self.focal_gamma)
-        return torch.where(valid[..., None], loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
 
     def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
         cls_logits, box_deltas, anchors, level_sizes = self.dense_outputs(images)
@@ -86,28 +78,15 @@ class RetinaNet(DenseDetector):
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
         cls_targets = F.one_hot(labels, self.num_classes).to(cls_logits.dtype) * pos[..., None]
-        cls_loss = self.classification_loss(cls_logits.float(), cls_targets.float(), valid, levels, num_levels)
+        cls_levels, cls_stats = self.classification_loss(cls_logits, cls_targets, pos, valid, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
         reg_targets = self.box_coder.encode(anchors[None], matched)
         reg = smooth_l1_loss(box_deltas.float(), reg_targets) if self.reg_loss == "smooth_l1" else l1_loss(box_deltas.float(), reg_targets)
         reg_loss = torch.where(pos, reg.sum(-1), torch.zeros((), device=reg.device))  # (B, A)
-
-        num_pos = all_reduce_mean(pos.sum().float()).clamp(min=1.0)
-        cls_levels = sum_per_level(cls_loss, levels, num_levels) / num_pos
-        box_levels = sum_per_level(reg_loss, levels, num_levels) / num_pos
-        pos_levels = sum_per_level(pos.float(), levels, num_levels)
-        neg_levels = sum_per_level(assign.neg.float(), levels, num_levels)
-        total_levels = torch.tensor(level_sizes, device=images.device, dtype=torch.float32) * pos.shape[0]
-        return {
-            "loss_cls": cls_levels.sum(),
-            "loss_box": box_levels.sum(),
-            "levels/loss_cls": cls_levels.detach(),
-            "levels/loss_box": box_levels.detach(),
-            "levels/num_pos": pos_levels,
-            "levels/num_neg": neg_levels,
-            "levels/pos_fraction": pos_levels / total_levels,
-        }
+        box_levels = sum_per_level(reg_loss, levels, num_levels) / self.num_positives(pos)
+        out = self.loss_dict({"cls": cls_levels, "box": box_levels}, pos, assign.neg, levels, level_sizes)
+        return {**out, **cls_stats}
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         cls_logits, box_deltas, anchors, level_sizes = self.dense_outputs(images)
