@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=DEFAULT_TRAIN.weight_decay)
     t.add_argument("--warmup", type=int, default=DEFAULT_TRAIN.warmup_iters, help="warm-up iterations")
     t.add_argument("--schedule", default=DEFAULT_TRAIN.schedule, choices=("cosine", "step", "constant"))
-    t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale, help="anchor side / stride (paper: 4)")
+    t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale,
+                   help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
+    t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
+    t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
     t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
@@ -84,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp=not args.no_amp, channels_last=not args.no_channels_last, checkpoint_interval=args.checkpoint_every, seed=args.seed,
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
-                    batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train)
+                    batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train,
+                    model_kwargs={"cls_loss": args.cls_loss, "level_resampling": args.lrp})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"minidet: training {args.model} ({args.backbone}) for {train.iters} iterations on {device}, data {args.data} -> {args.out}")
     result = run(spec, cfg, args.out, device=device, evaluate_after=not args.no_eval)

@@ -20,9 +20,9 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
-from minidet.models import build_retinanet
+from minidet.models import build_atss, build_retinanet
 
-MODELS = ("retinanet",)
+MODELS = ("retinanet", "atss")
 FAST_ENV = "MINIDET_FAST"
 
 
@@ -84,9 +84,11 @@ class RunConfig:
 
 def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: str | None = None,
                 octave_base_scale: float = 4.0, **kwargs) -> torch.nn.Module:
-    """Build a detector by name (the one place the command line turns a string into a model)."""
-    if model == "retinanet":
-        return build_retinanet(num_classes, backbone=backbone, weights_path=weights, octave_base_scale=octave_base_scale, **kwargs)
+    """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
+    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``."""
+    builders = {"retinanet": build_retinanet, "atss": build_atss}
+    if model in builders:
+        return builders[model](num_classes, backbone=backbone, weights_path=weights, octave_base_scale=octave_base_scale, **kwargs)
     raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
 
 

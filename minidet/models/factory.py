@@ -2,6 +2,7 @@
 
 >>> model = build_retinanet(num_classes=6, backbone="tiny")       # CPU lessons
 >>> model = build_retinanet(num_classes=80, backbone="resnet50")  # the paper's model
+>>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from torch import nn
 from minidet.errors import ConfigError
 from minidet.models.anchors import AnchorGenerator
 from minidet.models.backbones import ResNetBackbone, TinyBackbone
+from minidet.models.detectors.atss import ATSS
 from minidet.models.detectors.retinanet import RetinaNet
-from minidet.models.heads import RetinaHead
+from minidet.models.heads import ATSSHead, RetinaHead
 from minidet.models.necks import FPN
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50")
@@ -28,6 +30,17 @@ def build_backbone(name: str = "tiny", weights_path: str | Path | None = None, f
     if name in ("resnet18", "resnet34", "resnet50"):
         return ResNetBackbone(int(name[6:]), weights_path=weights_path, frozen_bn=frozen_bn)
     raise ConfigError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
+
+
+def build_pyramid(backbone: str, weights_path: str | Path | None, fpn_channels: int | None, head_convs: int | None
+                  ) -> tuple[nn.Module, FPN, int]:
+    """Backbone, FPN on P3-P7 (extra levels from P5) and the head depth: 64 channels and 2 convs for the
+    tiny backbone (trains on a CPU in minutes), 256 and 4 for a ResNet (the papers')."""
+    bb = build_backbone(backbone, weights_path)
+    tiny = backbone == "tiny"
+    ch = fpn_channels or (64 if tiny else 256)
+    neck = FPN(tuple(bb.out_channels[k] for k in ("c3", "c4", "c5")), (8, 16, 32), ch, num_extra=2, extra_source="p5")
+    return bb, neck, head_convs if head_convs is not None else (2 if tiny else 4)
 
 
 def build_retinanet(
@@ -46,14 +59,32 @@ def build_retinanet(
     With ``backbone="tiny"`` the defaults shrink to what trains on a CPU in minutes (FPN and head
     width 64, two convs per tower, GroupNorm); with a ResNet they are the paper's (256 channels,
     four convs, no norm). ``prior_prob`` initialises the classification bias (Sec. 4). ``octave_base_scale`` sets the anchor size: 4 x stride as in the paper.
-    Remaining keyword arguments go to :class:`RetinaNet` (e.g. ``focal_gamma``, ``score_thresh``).
+    Remaining keyword arguments go to :class:`RetinaNet` (e.g. ``focal_gamma``, ``score_thresh``,
+    ``cls_loss="pfl"``, ``level_resampling=True``).
     """
-    bb = build_backbone(backbone, weights_path)
-    tiny = backbone == "tiny"
-    ch = fpn_channels or (64 if tiny else 256)
-    convs = head_convs if head_convs is not None else (2 if tiny else 4)
-    norm = norm if norm is not None or not tiny else "gn"
-    neck = FPN(tuple(bb.out_channels[k] for k in ("c3", "c4", "c5")), (8, 16, 32), ch, num_extra=2, extra_source="p5")
+    bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
+    norm = norm if norm is not None or backbone != "tiny" else "gn"
     anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale)
-    head = RetinaHead(ch, num_classes, anchors.num_anchors, num_convs=convs, prior_prob=prior_prob, norm=norm)
+    head = RetinaHead(neck.out_channels, num_classes, anchors.num_anchors, num_convs=convs, prior_prob=prior_prob, norm=norm)
     return RetinaNet(bb, neck, head, anchors, num_classes, **kwargs)
+
+
+def build_atss(
+    num_classes: int,
+    backbone: str = "tiny",
+    weights_path: str | Path | None = None,
+    fpn_channels: int | None = None,
+    head_convs: int | None = None,
+    octave_base_scale: float = 8.0,
+    norm: str | None = "gn",
+    prior_prob: float = 0.01,
+    **kwargs,
+) -> ATSS:
+    """ATSS on P3-P7: one square anchor per cell of side ``octave_base_scale x stride`` (8 in the paper),
+    GroupNorm towers (64 channels and 2 convs with the tiny backbone, 256 and 4 with a ResNet).
+    Remaining keyword arguments go to :class:`ATSS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    ``box_loss_weight``, ``score_thresh``)."""
+    bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
+    anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale, scales_per_octave=1, ratios=(1.0,))
+    head = ATSSHead(neck.out_channels, num_classes, anchors.num_anchors, len(neck.strides), convs, prior_prob, norm)
+    return ATSS(bb, neck, head, anchors, num_classes, **kwargs)

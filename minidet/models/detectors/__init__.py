@@ -1,5 +1,6 @@
 """Detectors composed from backbone, neck and head."""
+from minidet.models.detectors.atss import ATSS
 from minidet.models.detectors.dense import DenseDetector
 from minidet.models.detectors.retinanet import RetinaNet
 
-__all__ = ["DenseDetector", "RetinaNet"]
+__all__ = ["ATSS", "DenseDetector", "RetinaNet"]

@@ -20,6 +20,18 @@ def conv_tower(channels: int, num_convs: int, norm: str | None) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+def init_dense_head(head: nn.Module, cls_logits: nn.Conv2d, prior_prob: float) -> None:
+    """RetinaNet's initialisation (Sec. 4, "Initialization"): every conv ``N(0, 0.01)`` with zero bias, and
+    the classification bias ``-log((1 - pi) / pi)`` so every anchor starts at background probability
+    ``1 - pi`` and the many easy negatives do not swamp the first iterations."""
+    for m in head.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    nn.init.constant_(cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+
 def flatten_level(x: Tensor, k: int) -> Tensor:
     """``(B, A*k, H, W)`` -> ``(B, H*W*A, k)``: the ``(y, x, anchor)`` order of the anchor generator."""
     b, _, h, w = x.shape
@@ -48,12 +60,7 @@ class RetinaHead(nn.Module):
         self.box_tower = conv_tower(in_channels, num_convs, norm)
         self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
         self.box_pred = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        init_dense_head(self, self.cls_logits, prior_prob)
 
     def forward(self, feats: list[Tensor]) -> tuple[Tensor, Tensor]:
         """``feats``: FPN levels ``(B, C_in, H_l, W_l)``.
