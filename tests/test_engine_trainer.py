@@ -30,24 +30,38 @@ def test_lr_schedule_shapes():
         lr_factor(0, 10, schedule="linear")
 
 
+class Crash(Exception):
+    pass
+
+
 def test_resume_is_bitwise_identical(tiny_shapes, tmp_path):
     full = make_trainer(tiny_shapes, tmp_path / "full")
     full.fit(progress=False)
-    # An interrupted run: stop after the checkpoint at iteration 3, then a fresh trainer resumes.
-    part = make_trainer(tiny_shapes, tmp_path / "part", iters=6)
-    part.config.iters = 3
-    part.fit(progress=False)
-    part.config.iters = 6
-    ckpt = load_checkpoint(tmp_path / "part" / "last.pt")
-    assert ckpt["iteration"] == 3
-    resumed = make_trainer(tiny_shapes, tmp_path / "part", iters=6)
-    resumed.fit(progress=False)  # finds last.pt and continues
+    # An interrupted run: a crash at iteration 4, after the checkpoint written at iteration 3.
+    part = make_trainer(tiny_shapes, tmp_path / "part")
+
+    def crash(trainer, rows):
+        if trainer.iteration == 4:
+            raise Crash
+
+    part.callbacks.append(crash)
+    with pytest.raises(Crash):
+        part.fit(progress=False)
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["iteration"] == 3
+    resumed = make_trainer(tiny_shapes, tmp_path / "part")
+    resumed.fit(progress=False)  # finds last.pt and continues from iteration 3
     assert resumed.iteration == 6
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert [r["loss"] for r in full.history.rows] == [r["loss"] for r in resumed.history.rows]
     saved = json.loads((tmp_path / "full" / "history.json").read_text())
     assert len(saved) == 6 and {"iter", "lr", "loss_cls", "loss_box", "levels/loss_cls"} <= set(saved[0])
+
+
+def test_resume_with_other_iters_is_refused(tiny_shapes, tmp_path):
+    make_trainer(tiny_shapes, tmp_path / "r", iters=2).fit(progress=False)
+    with pytest.raises(CheckpointError, match="iters=2.*iters=6"):
+        make_trainer(tiny_shapes, tmp_path / "r", iters=6).fit(progress=False)
 
 
 def test_resume_refuses_other_model_and_truncated_file(tiny_shapes, tmp_path):
@@ -82,11 +96,11 @@ def test_nonfinite_loss_stops_with_a_message(tiny_shapes, tmp_path):
     t = make_trainer(tiny_shapes, tmp_path / "nan", iters=6)
     with torch.no_grad():
         t.model.head.box_pred.bias.fill_(float("nan"))
-    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    before = {k: v.clone() for k, v in t.model.named_parameters()}
     with pytest.raises(NonFiniteLossError, match=r"loss_box is nan at iteration 0.*Last good checkpoint: none"):
         t.fit(progress=False)
-    for k, v in t.model.state_dict().items():
-        assert torch.equal(v, before[k]) or torch.isnan(v).any(), k
+    for k, v in t.model.named_parameters():  # no optimiser step was taken (batch-norm statistics may move)
+        assert torch.equal(v, before[k]) or torch.isnan(before[k]).any(), k
 
 
 def test_nonfinite_loss_can_skip_steps(tiny_shapes, tmp_path):
