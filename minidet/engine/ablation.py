@@ -1,0 +1,117 @@
+"""Ablation grids: several variants x several seeds, each a full ``run``, summarised as mean +- spread.
+
+    python -m minidet.engine.ablation umop --iters 800 --seeds 0 1 --out runs/umop
+
+The lessons call :func:`run_grid` with the same variants; finished runs (a ``metrics.json`` next to a
+checkpoint at the last iteration) are read back instead of retrained, so a lesson re-executed after the
+command above only evaluates nothing and plots.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minidet.engine.checkpoint import load_checkpoint
+from minidet.engine.experiment import DataSpec, RunConfig, lesson_data, lesson_run_config, run
+
+METRICS = ("AP", "AP50", "AP75")
+
+
+def umop_variants(iters: int) -> dict[str, RunConfig]:
+    """UMOP Table 1 on the shapes data: RetinaNet and ATSS with FL, + PFL, + PFL + LRP."""
+    variants = {}
+    for model, scale in (("retinanet", 2.0), ("atss", 4.0)):
+        for name, kw in (("FL", {}), ("PFL", {"cls_loss": "pfl"}), ("PFL+LRP", {"cls_loss": "pfl", "level_resampling": True})):
+            cfg = lesson_run_config(iters=iters)
+            cfg.model, cfg.octave_base_scale, cfg.model_kwargs = model, scale, dict(kw)
+            variants[f"{model} {name}"] = cfg
+    return variants
+
+
+def _finished(out: Path, iters: int) -> bool:
+    if not (out / "metrics.json").is_file() or not (out / "last.pt").is_file():
+        return False
+    return int(load_checkpoint(out / "last.pt")["iteration"]) >= iters
+
+
+def run_grid(spec: DataSpec, variants: dict[str, RunConfig], seeds: list[int], out_root: str | Path,
+             device: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Train and evaluate every (variant, seed); returns one row per run with its COCO metrics, its
+    history and its folder. Runs already finished under ``out_root`` are read back, not retrained."""
+    rows = []
+    for name, cfg in variants.items():
+        for seed in seeds:
+            out = Path(out_root) / name.replace(" ", "_").replace("+", "_") / f"seed{seed}"
+            c = copy.deepcopy(cfg)
+            c.train.seed = seed
+            if _finished(out, c.train.iters):
+                metrics = json.loads((out / "metrics.json").read_text())
+                history = json.loads((out / "history.json").read_text())
+            else:
+                result = run(spec, c, out, device=device, progress=progress)
+                metrics, history = result["metrics"], result["history"].rows
+            rows.append({"variant": name, "seed": seed, "dir": str(out), "history": history, **metrics})
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{variant: {metric: (mean, sample std (0 for one seed), n)}}``."""
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        vals = [r for r in rows if r["variant"] == name]
+        out[name] = {}
+        for m in metrics:
+            xs = [r[m] for r in vals]
+            out[name][m] = (statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0, len(xs))
+    return out
+
+
+def within_noise(a: tuple[float, float, int], b: tuple[float, float, int]) -> bool:
+    """Is the difference of two (mean, std, n) results within noise? We call a difference real only when
+    it exceeds twice the larger of the two seed-to-seed standard deviations (a deliberately cautious
+    rule for 2-3 seeds, where a t-test has almost no power)."""
+    return abs(a[0] - b[0]) <= 2 * max(a[1], b[1])
+
+
+def format_table(summary: dict[str, dict[str, tuple[float, float, int]]], baseline_of: dict[str, str] | None = None) -> str:
+    """A markdown table ``variant | AP | AP50 | AP75 | vs baseline`` with mean +- std over seeds."""
+    metrics = list(next(iter(summary.values())))
+    lines = ["| variant | seeds | " + " | ".join(metrics) + " | AP vs baseline |", "|---" * (len(metrics) + 3) + "|"]
+    for name, s in summary.items():
+        cells = [f"{100 * m:.1f} ± {100 * sd:.1f}" for m, sd, _ in s.values()]
+        note = ""
+        base = (baseline_of or {}).get(name)
+        if base and base != name:
+            d = s["AP"][0] - summary[base]["AP"][0]
+            note = f"{100 * d:+.1f} ({'within noise' if within_noise(s['AP'], summary[base]['AP']) else 'beyond noise'})"
+        lines.append(f"| {name} | {s['AP'][2]} | " + " | ".join(cells) + f" | {note} |")
+    return "\n".join(lines)
+
+
+def umop_baselines(names: list[str]) -> dict[str, str]:
+    return {n: n.split(" ")[0] + " FL" for n in names}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
+    p.add_argument("grid", choices=("umop",))
+    p.add_argument("--iters", type=int, default=800)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--out", default="runs/umop")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    variants = umop_variants(args.iters)
+    rows = run_grid(lesson_data(args.data_root), variants, args.seeds, args.out, args.device, progress=True)
+    summary = summarize(rows)
+    print(format_table(summary, umop_baselines(list(summary))))
+
+
+if __name__ == "__main__":
+    main()
