@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from minidet.engine.checkpoint import load_checkpoint, load_model_state
 from minidet.engine.evaluate import evaluate
-from minidet.engine.experiment import MODELS, RunConfig, build_model, make_datasets, resolve_data, run
+from minidet.engine.experiment import MODELS, RunConfig, load_detector, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig
 from minidet.errors import MinidetError
@@ -100,18 +99,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    state = load_checkpoint(args.checkpoint)
-    mc = dict(state.get("model_config") or {})
-    if "model" not in mc:
-        raise MinidetError(f"{args.checkpoint} has no model_config: it was not written by minidet train")
+    model, mc = load_detector(args.checkpoint)
     spec = resolve_data(args.data, args.data_root)
-    _, val = make_datasets(spec, int(mc.pop("size")))
-    mc.pop("class_names", None)
-    num_classes = mc.pop("num_classes")
-    if num_classes != val.num_classes:
-        raise MinidetError(f"{args.checkpoint} was trained for {num_classes} classes, {spec.val_ann} has {val.num_classes}")
-    model = build_model(mc.pop("model"), num_classes, **mc)
-    load_model_state(model, state["model"], args.checkpoint)
+    _, val = make_datasets(spec, int(mc["size"]))
+    if mc["num_classes"] != val.num_classes:
+        raise MinidetError(f"{args.checkpoint} was trained for {mc['num_classes']} classes, {spec.val_ann} has {val.num_classes}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True)
     _print_metrics(metrics)

@@ -82,3 +82,15 @@ def test_postprocess_groups_by_image_and_class():
     assert out[1]["scores"].tolist() == [0.6000000238418579] and out[1]["labels"].tolist() == [0]
     capped = postprocess_dense(scores, boxes, [4], torch.tensor([[100, 100]] * 2), max_detections=1)
     assert len(capped[0]["scores"]) == 1
+
+
+def test_pos_prob_statistic_is_mean_true_class_probability():
+    torch.manual_seed(0)
+    model = build_retinanet(3, backbone="tiny", octave_base_scale=2.0)
+    with torch.no_grad():
+        model.head.cls_logits.weight.zero_()
+        model.head.cls_logits.bias.fill_(0.0)  # every probability is exactly 0.5
+    out = model(torch.rand(2, 3, 128, 128), make_targets())
+    has_pos = out["levels/num_pos"] > 0
+    torch.testing.assert_close(out["levels/pos_prob"][has_pos], torch.full((int(has_pos.sum()),), 0.5))
+    assert (out["levels/pos_prob"][~has_pos] == 0).all()

@@ -92,6 +92,23 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
 
 
+def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the detector a ``minidet train`` / :func:`run` checkpoint was saved from and load its weights.
+
+    Returns ``(model in eval mode, model_config)``; ``model_config`` also holds ``size`` and ``class_names``.
+    """
+    from minidet.engine.checkpoint import load_checkpoint, load_model_state
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    mc = dict(state.get("model_config") or {})
+    if "model" not in mc:
+        raise ConfigError(f"{checkpoint} has no model_config: it was not written by minidet train")
+    kwargs = {k: v for k, v in mc.items() if k not in ("model", "num_classes", "size", "class_names")}
+    model = build_model(mc["model"], mc["num_classes"], **kwargs)
+    load_model_state(model, state["model"], str(checkpoint))
+    return model.to(device).eval(), mc
+
+
 def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0)
                   ) -> tuple[CocoDetection, CocoDetection]:
     """Training set (flip + scale jitter) and validation set (resize only) at input side ``size``."""

@@ -112,11 +112,16 @@ class DenseDetector(nn.Module, ABC):
 
         Returns:
             ``(L,)`` parts that sum to the loss (pooled or UMOP Eq. 1, see
-            :func:`~minidet.losses.normalize_level_losses`) and the loss module's statistics to log.
+            :func:`~minidet.losses.normalize_level_losses`) and statistics to log: the loss module's, and
+            ``levels/pos_prob``, the mean predicted probability of the true class at each level's
+            positives (0 for a level without positives).
         """
         loss, stats = self.cls_loss(cls_logits.float(), cls_targets.float(), pos, levels, num_levels)
         loss = torch.where(valid[..., None], loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
         level_pos = sum_per_level(pos.float(), levels, num_levels)
+        with torch.no_grad():  # how well each level already classifies its positives: what PFL reacts to
+            p_true = (torch.sigmoid(cls_logits.float()) * cls_targets).sum(-1) * pos  # (B, A)
+            stats = {**stats, "levels/pos_prob": sum_per_level(p_true, levels, num_levels) / level_pos.clamp(min=1)}
         return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_resampling), stats
 
     @staticmethod
