@@ -3,7 +3,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from minidet.cli import main
+from minidet.engine.experiment import load_detector
 
 
 def test_train_then_eval_writes_run_folder(tiny_shapes, tmp_path):
@@ -29,3 +32,15 @@ def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
 def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "minidet", "train", "--help"], capture_output=True, text=True, check=True)
     assert "--model" in out.stdout and "--data" in out.stdout and "--epochs" in out.stdout
+
+
+@pytest.mark.parametrize("model", ["fcos"])
+def test_point_detectors_train_and_reload(model, tiny_shapes, tmp_path):
+    """Point detectors through the same recipe: the anchor scale in the saved config is ignored on reload."""
+    out = tmp_path / model
+    code = main(["train", "--model", model, "--data", str(tiny_shapes["root"]), "--iters", "2", "--size", "96",
+                 "--batch", "2", "--workers", "0", "--out", str(out), "--device", "cpu"])
+    assert code == 0 and (out / "metrics.json").is_file()
+    detector, config = load_detector(out / "last.pt")
+    assert config["model"] == model and "octave_base_scale" in config
+    assert not detector.training

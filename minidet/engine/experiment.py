@@ -20,9 +20,10 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
-from minidet.models import build_atss, build_retinanet
+from minidet.models import build_atss, build_fcos, build_retinanet
 
-MODELS = ("retinanet", "atss")
+MODELS = ("retinanet", "atss", "fcos")
+POINT_MODELS = ("fcos",)  # anchor-free: no anchor size to set
 FAST_ENV = "MINIDET_FAST"
 
 
@@ -85,11 +86,17 @@ class RunConfig:
 def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: str | None = None,
                 octave_base_scale: float = 4.0, **kwargs) -> torch.nn.Module:
     """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
-    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``."""
-    builders = {"retinanet": build_retinanet, "atss": build_atss}
-    if model in builders:
-        return builders[model](num_classes, backbone=backbone, weights_path=weights, octave_base_scale=octave_base_scale, **kwargs)
-    raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
+    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
+
+    ``octave_base_scale`` sets the anchor size of the anchor-based models; the point detectors
+    (:data:`POINT_MODELS`: FCOS) have no anchors and ignore it, so one run configuration
+    (and its checkpoints' ``model_config``) serves every model."""
+    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos}
+    if model not in builders:
+        raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
+    if model not in POINT_MODELS:
+        kwargs["octave_base_scale"] = octave_base_scale
+    return builders[model](num_classes, backbone=backbone, weights_path=weights, **kwargs)
 
 
 def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""Losses: focal and Progressive Focal Loss, regression (smooth L1, L1, GIoU), per-level bookkeeping
-and the level-wise resampling of UMOP."""
+"""Losses: focal and Progressive Focal Loss, regression (smooth L1, L1, GIoU), the FCOS/ATSS centerness
+losses, per-level bookkeeping and the level-wise resampling of UMOP."""
+from minidet.losses.centerness import centerness_weighted_losses
 from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
@@ -9,6 +10,7 @@ from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
 __all__ = [
     "FocalLoss",
     "ProgressiveFocalLoss",
+    "centerness_weighted_losses",
     "cross_entropy_loss",
     "giou_loss",
     "l1_loss",

@@ -3,6 +3,7 @@
 >>> model = build_retinanet(num_classes=6, backbone="tiny")       # CPU lessons
 >>> model = build_retinanet(num_classes=80, backbone="resnet50")  # the paper's model
 >>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
+>>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
 """
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 
 from torch import nn
 
+from minidet.assigners.fcos import FCOS_RANGES, FCOSAssigner
 from minidet.errors import ConfigError
 from minidet.models.anchors import AnchorGenerator
 from minidet.models.backbones import ResNetBackbone, TinyBackbone
 from minidet.models.detectors.atss import ATSS
+from minidet.models.detectors.fcos import FCOS
 from minidet.models.detectors.retinanet import RetinaNet
-from minidet.models.heads import ATSSHead, RetinaHead
+from minidet.models.heads import ATSSHead, FCOSHead, RetinaHead
 from minidet.models.necks import FPN
+from minidet.models.points import PointGenerator
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50")
 
@@ -88,3 +92,28 @@ def build_atss(
     anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale, scales_per_octave=1, ratios=(1.0,))
     head = ATSSHead(neck.out_channels, num_classes, anchors.num_anchors, len(neck.strides), convs, prior_prob, norm)
     return ATSS(bb, neck, head, anchors, num_classes, **kwargs)
+
+
+def build_fcos(
+    num_classes: int,
+    backbone: str = "tiny",
+    weights_path: str | Path | None = None,
+    fpn_channels: int | None = None,
+    head_convs: int | None = None,
+    norm: str | None = "gn",
+    prior_prob: float = 0.01,
+    scale_ranges: tuple[tuple[float, float], ...] = FCOS_RANGES,
+    center_sampling_radius: float | None = 1.5,
+    **kwargs,
+) -> FCOS:
+    """FCOS on P3-P7 (P6, P7 from P5): one point per cell, GroupNorm towers (64 channels and 2 convs with
+    the tiny backbone, 256 and 4 with a ResNet), :class:`FCOSAssigner` with ``scale_ranges`` (COCO's by
+    default; ``scaled_ranges(0.5)`` suits 256-400 px images) and ``center_sampling_radius`` (1.5 strides).
+    Remaining keyword arguments go to :class:`FCOS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    ``box_loss_weight``, ``score_thresh``)."""
+    bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
+    points = PointGenerator(neck.strides)
+    head = FCOSHead(neck.out_channels, num_classes, len(neck.strides), convs, prior_prob, norm)
+    assigner = FCOSAssigner(tuple(scale_ranges), center_sampling_radius)
+    return FCOS(bb, neck, head, points, num_classes, assigner=assigner, **kwargs)
+

@@ -10,12 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minidet.assigners.atss import ATSSAssigner, box_centers
-from minidet.boxes.centerness import centerness_target
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
-from minidet.engine.distributed import all_reduce_mean
-from minidet.losses.levels import sum_per_level
-from minidet.losses.regression import giou_loss
+from minidet.losses.centerness import centerness_weighted_losses
 from minidet.models.anchors import AnchorGenerator
 from minidet.models.detectors.dense import DenseDetector
 
@@ -103,15 +100,11 @@ class ATSS(DenseDetector):
         # Non-positives compare the prediction with their own anchor: finite values and gradients that
         # the mask below then zeroes (a degenerate padding box could give NaN gradients through GIoU).
         matched = torch.where(pos[..., None], matched, anchors[None])
-        ctr_target = torch.where(pos, centerness_target(box_centers(anchors)[None], matched), 0.0)  # (B, A)
         pred_boxes = self.box_coder.decode(anchors[None], box_deltas.float())
-        giou = torch.where(pos, giou_loss(pred_boxes, matched) * ctr_target, 0.0)
-        ctr_sum = all_reduce_mean(ctr_target.sum()).clamp(min=1e-6)
-        box_levels = self.box_loss_weight * sum_per_level(giou, levels, num_levels) / ctr_sum
-        bce = F.binary_cross_entropy_with_logits(ctr_logits.float(), ctr_target, reduction="none")
-        ctr_levels = sum_per_level(torch.where(pos, bce, 0.0), levels, num_levels) / self.num_positives(pos)
+        box_levels, ctr_levels = centerness_weighted_losses(
+            pred_boxes, matched, box_centers(anchors), ctr_logits, pos, levels, num_levels, self.num_positives(pos))
 
-        parts = {"cls": cls_levels, "box": box_levels, "centerness": ctr_levels}
+        parts = {"cls": cls_levels, "box": self.box_loss_weight * box_levels, "centerness": ctr_levels}
         return {**self.loss_dict(parts, pos, assign.neg, levels, level_sizes), **cls_stats}
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:

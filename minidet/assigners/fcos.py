@@ -1,0 +1,107 @@
+"""FCOS assignment of points to ground truths (Tian et al., "FCOS: Fully Convolutional One-Stage Object
+Detection", ICCV 2019, Sec. 3.1-3.2, with the centre sampling of the authors' later code).
+
+https://arxiv.org/abs/1904.01355
+
+A point ``(x, y)`` of level ``l`` with stride ``s_l`` is a positive of ground truth ``g`` when
+
+1. it lies inside ``g``: the regression targets of Eq. (1) are all positive,
+
+   .. math:: l^* = x - x_1,\\quad t^* = y - y_1,\\quad r^* = x_2 - x,\\quad b^* = y_2 - y;
+
+2. (centre sampling) it lies within ``radius x s_l`` of the centre of ``g``, in the sub-box
+   ``[c_x - r s_l, c_y - r s_l, c_x + r s_l, c_y + r s_l]`` clipped to ``g`` (radius 1.5 in the authors'
+   code, mmdetection and torchvision);
+3. (Sec. 3.2, multi-level prediction) its level is in charge of ``g``'s size:
+   :math:`m_{l-1} \\le \\max(l^*, t^*, r^*, b^*) \\le m_l`, with ``(m_{l-1}, m_l)`` the level's scale range
+   (both ends included, as mmdetection).
+
+A point that several ground truths claim goes to the one of smallest area ("the ambiguous sample
+belongs to the smaller box", Sec. 3.2); ties go to the lower index. Every other point is negative.
+
+Batched over images and ground truths (padded and masked), without a Python loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from minidet.assigners.max_iou import AssignResult
+
+INF = math.inf
+# Sec. 3.2: m_2..m_7 = 0, 64, 128, 256, 512, inf for P3-P7 on ~800 px COCO images (-1 keeps a 0 inside).
+FCOS_RANGES: tuple[tuple[float, float], ...] = ((-1, 64), (64, 128), (128, 256), (256, 512), (512, INF))
+
+
+def scaled_ranges(factor: float, ranges: tuple[tuple[float, float], ...] = FCOS_RANGES) -> tuple[tuple[float, float], ...]:
+    """Scale ranges for images ``factor`` times the size FCOS was tuned for (~800 px): every finite bound
+    other than the open ``-1`` is multiplied, e.g. ``scaled_ranges(0.5)`` ->
+    ``((-1, 32), (32, 64), (64, 128), (128, 256), (256, inf))`` for 256-400 px images."""
+    return tuple((lo if lo < 0 else lo * factor, hi if math.isinf(hi) else hi * factor) for lo, hi in ranges)
+
+
+def ltrb_targets(points: Tensor, gt_boxes: Tensor) -> Tensor:
+    """Eq. (1) of FCOS for every point and ground truth of a batch.
+
+    Args:
+        points: ``(A, 2)`` xy; ``gt_boxes``: ``(B, G, 4)`` xyxy.
+
+    Returns:
+        ``(B, A, G, 4)`` distances ``(l, t, r, b)`` in pixels; all positive iff the point is inside.
+    """
+    p = points[None, :, None]  # (1, A, 1, 2)
+    g = gt_boxes[:, None]  # (B, 1, G, 4)
+    return torch.cat([p - g[..., :2], g[..., 2:] - p], dim=-1)
+
+
+@dataclass
+class FCOSAssigner:
+    """FCOS assignment with per-level ``scale_ranges`` and centre sampling.
+
+    Args:
+        scale_ranges: ``(m_{l-1}, m_l)`` of each level, finest first (:data:`FCOS_RANGES`; see
+            :func:`scaled_ranges` for smaller images).
+        center_sampling_radius: ``r`` in strides; ``None`` or 0 gives the paper's "anywhere in the box".
+    """
+
+    scale_ranges: tuple[tuple[float, float], ...] = FCOS_RANGES
+    center_sampling_radius: float | None = 1.5
+
+    @torch.no_grad()
+    def assign(self, points: Tensor, strides: Tensor, level_index: Tensor, gt_boxes: Tensor, gt_valid: Tensor
+               ) -> AssignResult:
+        """Assign a batch.
+
+        Args:
+            points: ``(A, 2)`` xy points of all levels, concatenated (see :class:`~minidet.models.PointGenerator`).
+            strides: ``(A,)`` stride of each point.
+            level_index: ``(A,)`` int64 level of each point (indexes ``scale_ranges``, one range per level:
+                :class:`~minidet.models.FCOS` checks the counts when it is built).
+            gt_boxes: ``(B, G, 4)`` padded ground-truth boxes.
+            gt_valid: ``(B, G)`` bool, ``False`` on padding.
+
+        Returns:
+            An :class:`AssignResult` with ``neg == ~pos``; ``max_iou`` is 0 (a point has no box to overlap).
+        """
+        ranges = torch.tensor(self.scale_ranges, dtype=points.dtype, device=points.device)  # (L, 2)
+        ltrb = ltrb_targets(points, gt_boxes)  # (B, A, G, 4)
+        ok = (ltrb.min(-1).values > 0) & gt_valid[:, None]  # (B, A, G) inside the box
+        if self.center_sampling_radius:
+            centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # (B, G, 2)
+            r = (self.center_sampling_radius * strides)[None, :, None, None]  # (1, A, 1, 1)
+            lo = torch.maximum(centre[:, None] - r, gt_boxes[:, None, :, :2])  # sub-box clipped to the gt
+            hi = torch.minimum(centre[:, None] + r, gt_boxes[:, None, :, 2:])
+            p = points[None, :, None]
+            ok &= torch.cat([p - lo, hi - p], dim=-1).min(-1).values > 0
+        reach = ltrb.max(-1).values  # (B, A, G) the size the point's level must be in charge of
+        lvl = ranges[level_index][None, :, None]  # (1, A, 1, 2)
+        ok &= (reach >= lvl[..., 0]) & (reach <= lvl[..., 1])
+
+        area = (gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1])  # (B, G)
+        claimed = torch.where(ok, area[:, None], torch.full_like(reach, INF))
+        matched = claimed.argmin(dim=2)  # smallest area wins; argmin returns the first of equal values
+        pos = ok.any(dim=2)
+        return AssignResult(matched_gt=matched, pos=pos, neg=~pos, max_iou=torch.zeros_like(reach[..., 0]))
