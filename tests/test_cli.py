@@ -34,9 +34,9 @@ def test_python_dash_m_help():
     assert "--model" in out.stdout and "--data" in out.stdout and "--epochs" in out.stdout
 
 
-@pytest.mark.parametrize("model", ["fcos"])
+@pytest.mark.parametrize("model", ["fcos", "dw"])
 def test_point_detectors_train_and_reload(model, tiny_shapes, tmp_path):
-    """Point detectors through the same recipe: the anchor scale in the saved config is ignored on reload."""
+    """FCOS and DW through the same recipe: the anchor scale in the saved config is ignored on reload."""
     out = tmp_path / model
     code = main(["train", "--model", model, "--data", str(tiny_shapes["root"]), "--iters", "2", "--size", "96",
                  "--batch", "2", "--workers", "0", "--out", str(out), "--device", "cpu"])

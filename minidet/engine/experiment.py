@@ -20,10 +20,10 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
-from minidet.models import build_atss, build_fcos, build_retinanet
+from minidet.models import build_atss, build_dw, build_fcos, build_retinanet
 
-MODELS = ("retinanet", "atss", "fcos")
-POINT_MODELS = ("fcos",)  # anchor-free: no anchor size to set
+MODELS = ("retinanet", "atss", "fcos", "dw")
+POINT_MODELS = ("fcos", "dw")  # anchor-free: no anchor size to set
 FAST_ENV = "MINIDET_FAST"
 
 
@@ -89,9 +89,9 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
 
     ``octave_base_scale`` sets the anchor size of the anchor-based models; the point detectors
-    (:data:`POINT_MODELS`: FCOS) have no anchors and ignore it, so one run configuration
+    (:data:`POINT_MODELS`: FCOS, Dual Weighting) have no anchors and ignore it, so one run configuration
     (and its checkpoints' ``model_config``) serves every model."""
-    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos}
+    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos, "dw": build_dw}
     if model not in builders:
         raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
     if model not in POINT_MODELS:

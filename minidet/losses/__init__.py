@@ -1,6 +1,7 @@
 """Losses: focal and Progressive Focal Loss, regression (smooth L1, L1, GIoU), the FCOS/ATSS centerness
-losses, per-level bookkeeping and the level-wise resampling of UMOP."""
+losses, the Dual Weighting losses, per-level bookkeeping and the level-wise resampling of UMOP."""
 from minidet.losses.centerness import centerness_weighted_losses
+from minidet.losses.dual_weighting import bce_one, bce_zero, dw_neg_loss, dw_normalizers, dw_pos_losses
 from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
@@ -10,8 +11,13 @@ from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
 __all__ = [
     "FocalLoss",
     "ProgressiveFocalLoss",
+    "bce_one",
+    "bce_zero",
     "centerness_weighted_losses",
     "cross_entropy_loss",
+    "dw_neg_loss",
+    "dw_normalizers",
+    "dw_pos_losses",
     "giou_loss",
     "l1_loss",
     "level_index",

@@ -1,12 +1,12 @@
 """Models: backbones, necks, heads, anchors and points, detectors and their factories."""
 from minidet.models.anchors import AnchorGenerator
-from minidet.models.detectors import ATSS, FCOS, DenseDetector, RetinaNet
-from minidet.models.factory import (BACKBONES, build_atss, build_backbone, build_fcos, build_pyramid,
+from minidet.models.detectors import ATSS, FCOS, DenseDetector, DualWeighting, RetinaNet
+from minidet.models.factory import (BACKBONES, build_atss, build_backbone, build_dw, build_fcos, build_pyramid,
                                     build_retinanet)
 from minidet.models.points import PointGenerator
 from minidet.models.postprocess import postprocess_dense
 
 __all__ = [
-    "ATSS", "AnchorGenerator", "BACKBONES", "DenseDetector", "FCOS", "PointGenerator", "RetinaNet",
-    "build_atss", "build_backbone", "build_fcos", "build_pyramid", "build_retinanet", "postprocess_dense",
+    "ATSS", "AnchorGenerator", "BACKBONES", "DenseDetector", "DualWeighting", "FCOS", "PointGenerator", "RetinaNet",
+    "build_atss", "build_backbone", "build_dw", "build_fcos", "build_pyramid", "build_retinanet", "postprocess_dense",
 ]

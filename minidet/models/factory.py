@@ -4,6 +4,7 @@
 >>> model = build_retinanet(num_classes=80, backbone="resnet50")  # the paper's model
 >>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
 >>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
+>>> model = build_dw(num_classes=6, refine=True, pos_weight_form="code")      # Dual Weighting
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from minidet.errors import ConfigError
 from minidet.models.anchors import AnchorGenerator
 from minidet.models.backbones import ResNetBackbone, TinyBackbone
 from minidet.models.detectors.atss import ATSS
+from minidet.models.detectors.dw import DualWeighting
 from minidet.models.detectors.fcos import FCOS
 from minidet.models.detectors.retinanet import RetinaNet
-from minidet.models.heads import ATSSHead, FCOSHead, RetinaHead
+from minidet.models.heads import ATSSHead, DWHead, FCOSHead, RetinaHead
 from minidet.models.necks import FPN
 from minidet.models.points import PointGenerator
 
@@ -117,3 +119,24 @@ def build_fcos(
     assigner = FCOSAssigner(tuple(scale_ranges), center_sampling_radius)
     return FCOS(bb, neck, head, points, num_classes, assigner=assigner, **kwargs)
 
+
+def build_dw(
+    num_classes: int,
+    backbone: str = "tiny",
+    weights_path: str | Path | None = None,
+    fpn_channels: int | None = None,
+    head_convs: int | None = None,
+    norm: str | None = "gn",
+    prior_prob: float = 0.02,
+    refine: bool = True,
+    pos_weight_form: str = "code",
+    **kwargs,
+) -> DualWeighting:
+    """Dual Weighting on FCOS, P3-P7: :class:`DWHead` (objectness on the regression tower, classification
+    prior 0.02, box refinement when ``refine``), GroupNorm towers sized as :func:`build_fcos`.
+    ``pos_weight_form``: ``"code"`` (authors' exponents 5 / 3, default) or ``"paper"``. Remaining keyword
+    arguments go to :class:`DualWeighting` (``soft_prior``, ``neg_prob_form``, ``mu``, ``beta``, ...)."""
+    bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
+    points = PointGenerator(neck.strides)
+    head = DWHead(neck.out_channels, num_classes, len(neck.strides), convs, prior_prob, norm, refine)
+    return DualWeighting(bb, neck, head, points, num_classes, pos_weight_form=pos_weight_form, **kwargs)

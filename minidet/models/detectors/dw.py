@@ -1,0 +1,142 @@
+"""Dual Weighting (Li et al., "A Dual Weighting Label Assignment Scheme for Object Detection", CVPR 2022)
+on FCOS.
+
+https://arxiv.org/abs/2203.09730
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from minidet.assigners import dw_weights as dw
+from minidet.boxes.coders import LTRBCoder
+from minidet.boxes.ops import batched_box_iou, pad_targets
+from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
+from minidet.losses.levels import sum_per_level
+from minidet.losses.regression import giou_loss
+from minidet.models.detectors.dense import DenseDetector
+from minidet.models.points import PointGenerator
+
+
+class DualWeighting(DenseDetector):
+    """Backbone + FPN (P3-P7) + :class:`~minidet.models.heads.DWHead` (FCOS towers, objectness, box
+    refinement), one point per cell, and no hard assignment: every point inside a ground truth ``g`` is
+    weighted as a positive of ``g`` and as a negative of ``g``'s class (:mod:`minidet.assigners.dw_weights`),
+    with the losses of :mod:`minidet.losses.dual_weighting`. Score at inference:
+    :math:`s = \\sigma(\\mathrm{cls})\\,\\sigma(\\mathrm{obj})`.
+
+    All weights are computed for the whole batch at once, as ``(B, A, G)`` tensors (the authors loop
+    over images and, for ``P_neg``, over ground truths in Python). ``IoU`` for ``P_neg`` is taken without
+    gradient; ``p_cls`` and ``p_loc`` carry gradients into the losses, while ``w_pos`` and ``P_neg``
+    are detached.
+
+    Loss dict: ``loss_cls_pos``, ``loss_box`` (the localisation term, ``beta x GIoU`` weighted by
+    ``w_pos``) and ``loss_cls_neg`` (the authors' ``loss_cls_pos``, ``loss_loc``, ``loss_cls_neg``), their
+    ``levels/...`` parts, and ``levels/num_pos`` counting the candidate points of each level (non-zero
+    centre prior for some ground truth; every other point only counts as a negative).
+
+    Choices where sources differ: ``pos_weight_form`` (default ``"code"``: exponents 5 over 3, see
+    :func:`~minidet.assigners.dw_weights.dw_pos_weight`) and ``neg_prob_form`` (default ``"code"``, see
+    :func:`~minidet.assigners.dw_weights.neg_prob`): the defaults follow the code that produced the
+    published results. Where same-class ground truths share a point, ``P_neg`` takes the minimum
+    (:func:`~minidet.assigners.dw_weights.neg_prob_per_class`).
+
+    Args:
+        backbone, neck, head: see :class:`DenseDetector`; ``head`` returns logits, distances, objectness.
+        point_generator: points for the neck's strides.
+        num_classes: ``C``.
+        pos_weight_form, mu, mu_denominator: positive weighting (``"code"``, 5, 3).
+        soft_prior, prior_sigma, prior_threshold: centre prior (soft, 1.11, 0.3 when binarised).
+        beta: ``p_loc = exp(-beta * GIoU loss)`` (5).
+        neg_prob_form, neg_iou_threshold, gamma1, gamma2: negative weighting (``"code"``, 0.5, 2, 2).
+        pos_loss_weight: ``lambda`` on both positive losses (0.25).
+        **kwargs: inference settings for :class:`DenseDetector` (``nms_thresh`` defaults to DW's 0.6).
+            DW has its own classification loss: ``cls_loss`` must stay ``"focal"`` (unused) and
+            ``level_resampling`` off.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: nn.Module,
+        point_generator: PointGenerator,
+        num_classes: int,
+        pos_weight_form: str = "code",
+        mu: float = 5.0,
+        mu_denominator: float = 3.0,
+        soft_prior: bool = True,
+        prior_sigma: float = 1.11,
+        prior_threshold: float = 0.3,
+        beta: float = 5.0,
+        neg_prob_form: str = "code",
+        neg_iou_threshold: float = 0.5,
+        gamma1: float = 2.0,
+        gamma2: float = 2.0,
+        pos_loss_weight: float = 0.25,
+        **kwargs,
+    ) -> None:
+        if kwargs.get("cls_loss", "focal") != "focal" or kwargs.get("level_resampling", False):
+            raise ValueError("DualWeighting has its own weighted classification loss: cls_loss='pfl' and "
+                             "level_resampling do not apply to it")
+        for name, form in (("pos_weight_form", pos_weight_form), ("neg_prob_form", neg_prob_form)):
+            if form not in dw.FORMS:
+                raise ValueError(f"{name} must be one of {dw.FORMS}, got {form!r}")
+        kwargs.setdefault("nms_thresh", 0.6)
+        super().__init__(backbone, neck, head, num_classes, **kwargs)
+        if tuple(point_generator.strides) != tuple(neck.strides):
+            raise ValueError(f"point strides {point_generator.strides} differ from the neck's {neck.strides}")
+        self.point_generator = point_generator
+        self.box_coder = LTRBCoder(normalize=True)
+        self.pos_weight_form, self.mu, self.mu_denominator = pos_weight_form, mu, mu_denominator
+        self.soft_prior, self.prior_sigma, self.prior_threshold = soft_prior, prior_sigma, prior_threshold
+        self.beta, self.neg_prob_form = beta, neg_prob_form
+        self.neg_iou_threshold, self.gamma1, self.gamma2 = neg_iou_threshold, gamma1, gamma2
+        self.pos_loss_weight = pos_loss_weight
+
+    def dense_outputs(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
+        """Joint ``scores`` ``(B, A, C)`` (float32 probabilities, with gradient), decoded ``boxes``
+        ``(B, A, 4)``, points ``(A, 2)``, their strides ``(A,)`` and the level sizes."""
+        feats = self.features(images)
+        cls_logits, distances, obj_logits = self.head(feats)
+        points, strides, level_sizes = self.point_generator.grid([f.shape[-2:] for f in feats], images.device)
+        scores = torch.sigmoid(cls_logits.float()) * torch.sigmoid(obj_logits.float())[..., None]
+        boxes = self.box_coder.decode(points[None], distances.float(), strides[None])
+        return scores, boxes, points, strides, level_sizes
+
+    def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
+        scores, boxes, points, strides, level_sizes = self.dense_outputs(images)
+        num_levels = len(level_sizes)
+        levels = self.level_index(level_sizes, images.device)
+        gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
+        b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
+
+        # Padding boxes become a unit box so GIoU stays finite (their pairs get zero weight anyway).
+        safe_gt = torch.where(gt_valid[..., None], gt_boxes, gt_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
+        reg = giou_loss(boxes[:, :, None].expand(b, a, g, 4), safe_gt[:, None].expand(b, a, g, 4))  # (B, A, G)
+        p_loc = dw.localization_score(reg, self.beta)
+        p_cls = torch.gather(scores, 2, gt_labels.clamp(min=0)[:, None].expand(b, a, g))  # (B, A, G)
+
+        prior = dw.center_prior(points, strides, gt_boxes, gt_valid, self.prior_sigma, soft=self.soft_prior,
+                                threshold=self.prior_threshold)
+        w_pos = dw.dw_pos_weight(p_cls, p_loc, prior, self.mu, self.pos_weight_form, self.mu_denominator)
+        with torch.no_grad():
+            inside = dw.inside_boxes(points, gt_boxes, gt_valid)
+            iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)  # (B, A, G)
+            p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form)
+            p_neg = dw.neg_prob_per_class(p_neg_gt, gt_labels, self.num_classes)  # (B, A, C)
+
+        cls_pos, loc = dw_pos_losses(p_cls, p_loc, w_pos, self.pos_loss_weight)  # (B, A, G) each
+        neg = dw_neg_loss(scores, dw.dw_neg_weight(p_neg, scores, self.gamma2))  # (B, A, C)
+        num_gt, positiveness = dw_normalizers(gt_valid, p_neg)
+        parts = {
+            "cls_pos": sum_per_level(cls_pos.sum(2), levels, num_levels) / num_gt,
+            "box": sum_per_level(loc.sum(2), levels, num_levels) / num_gt,
+            "cls_neg": sum_per_level(neg, levels, num_levels) / positiveness,
+        }
+        candidate = (prior > 0).any(dim=2)  # (B, A)
+        return self.loss_dict(parts, candidate, ~candidate, levels, level_sizes)
+
+    def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
+        scores, boxes, _, _, level_sizes = self.dense_outputs(images)
+        return scores, boxes, level_sizes
