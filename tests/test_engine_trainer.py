@@ -139,3 +139,11 @@ def test_channels_last_gives_the_same_losses(tiny_shapes, tmp_path):
     for ra, rb in zip(a.history.rows, b.history.rows):
         assert ra["loss_cls"] == pytest.approx(rb["loss_cls"], rel=1e-4)
         assert ra["loss_box"] == pytest.approx(rb["loss_box"], rel=1e-4)
+
+
+def test_snapshots_are_kept(tiny_shapes, tmp_path):
+    t = make_trainer(tiny_shapes, tmp_path / "snap", iters=4, snapshot_iters=(1, 3))
+    t.fit(progress=False)
+    assert load_checkpoint(tmp_path / "snap" / "iter_1.pt")["iteration"] == 1
+    assert load_checkpoint(tmp_path / "snap" / "iter_3.pt")["iteration"] == 3
+    assert load_checkpoint(tmp_path / "snap" / "last.pt")["iteration"] == 4
