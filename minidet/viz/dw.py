@@ -22,8 +22,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from minidet.assigners import dw_weights as dw
-from minidet.boxes.ops import batched_box_iou, pad_targets
-from minidet.losses.regression import giou_loss
+from minidet.boxes.ops import pad_targets
 from minidet.viz.boxes import draw_detections, label_image_axes
 
 # Four candidate points of one ground truth, as (IoU of the predicted box, score): the situation of the
@@ -97,21 +96,9 @@ def dw_maps(model: torch.nn.Module, images: Tensor, targets: list[dict[str, Tens
     model.eval()
     scores, boxes, points, strides, level_sizes = model.dense_outputs(images)
     model.train(was_training)
-    gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
-    b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
-    safe_gt = torch.where(gt_valid[..., None], gt_boxes, gt_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
-    p_loc = dw.localization_score(giou_loss(boxes[:, :, None].expand(b, a, g, 4), safe_gt[:, None].expand(b, a, g, 4)), model.beta)
-    p_cls = torch.gather(scores, 2, gt_labels.clamp(min=0)[:, None].expand(b, a, g))
-    prior = dw.center_prior(points, strides, gt_boxes, gt_valid, model.prior_sigma, soft=model.soft_prior,
-                            threshold=model.prior_threshold)
-    w_pos = dw.dw_pos_weight(p_cls, p_loc, prior, model.mu, model.pos_weight_form, model.mu_denominator)
-    inside = dw.inside_boxes(points, gt_boxes, gt_valid)
-    iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)
-    p_neg = dw.neg_prob_per_class(dw.neg_prob(iou, inside, model.neg_iou_threshold, model.gamma1, model.neg_prob_form),
-                                  gt_labels, model.num_classes)
-    return {"prior": prior, "w_pos": w_pos, "iou": iou, "p_cls": p_cls, "p_loc": p_loc, "p_neg": p_neg,
-            "w_neg": dw.dw_neg_weight(p_neg, scores, model.gamma2), "scores": scores, "boxes": boxes,
-            "points": points, "strides": strides, "level_sizes": level_sizes}
+    maps = model.weights(scores, boxes, points, strides, *pad_targets(targets, images.device))
+    maps.pop("inside")
+    return {**maps, "scores": scores, "boxes": boxes, "points": points, "strides": strides, "level_sizes": level_sizes}
 
 
 def level_grids(values: Tensor, points: Tensor, level_sizes: list[int]) -> list[np.ndarray]:

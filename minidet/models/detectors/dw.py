@@ -104,19 +104,25 @@ class DualWeighting(DenseDetector):
         boxes = self.box_coder.decode(points[None], distances.float(), strides[None])
         return scores, boxes, points, strides, level_sizes
 
-    def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
-        scores, boxes, points, strides, level_sizes = self.dense_outputs(images)
-        num_levels = len(level_sizes)
-        levels = self.level_index(level_sizes, images.device)
-        gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
-        b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
+    def weights(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                gt_labels: Tensor, gt_valid: Tensor) -> dict[str, Tensor]:
+        """Every intermediate map of the dual weighting, for a batch (what :meth:`loss` trains with, and
+        what the lessons draw).
 
+        Args:
+            scores: ``(B, A, C)`` ``s = sigmoid(cls) * sigmoid(obj)``; boxes: ``(B, A, 4)`` decoded boxes;
+            points ``(A, 2)``, strides ``(A,)``; padded ground truths ``(B, G, 4)``, ``(B, G)``, ``(B, G)``.
+
+        Returns:
+            ``p_cls``, ``p_loc``, ``prior``, ``w_pos``, ``iou``, ``inside``: ``(B, A, G)``; ``p_neg``,
+            ``w_neg``: ``(B, A, C)``. ``iou``, ``inside`` and ``p_neg`` carry no gradient.
+        """
+        b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
         # Padding boxes become a unit box so GIoU stays finite (their pairs get zero weight anyway).
         safe_gt = torch.where(gt_valid[..., None], gt_boxes, gt_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
         reg = giou_loss(boxes[:, :, None].expand(b, a, g, 4), safe_gt[:, None].expand(b, a, g, 4))  # (B, A, G)
         p_loc = dw.localization_score(reg, self.beta)
         p_cls = torch.gather(scores, 2, gt_labels.clamp(min=0)[:, None].expand(b, a, g))  # (B, A, G)
-
         prior = dw.center_prior(points, strides, gt_boxes, gt_valid, self.prior_sigma, soft=self.soft_prior,
                                 threshold=self.prior_threshold)
         w_pos = dw.dw_pos_weight(p_cls, p_loc, prior, self.mu, self.pos_weight_form, self.mu_denominator)
@@ -125,16 +131,25 @@ class DualWeighting(DenseDetector):
             iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)  # (B, A, G)
             p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form)
             p_neg = dw.neg_prob_per_class(p_neg_gt, gt_labels, self.num_classes)  # (B, A, C)
+        return {"p_cls": p_cls, "p_loc": p_loc, "prior": prior, "w_pos": w_pos, "iou": iou, "inside": inside,
+                "p_neg": p_neg, "w_neg": dw.dw_neg_weight(p_neg, scores, self.gamma2)}
 
-        cls_pos, loc = dw_pos_losses(p_cls, p_loc, w_pos, self.pos_loss_weight)  # (B, A, G) each
-        neg = dw_neg_loss(scores, dw.dw_neg_weight(p_neg, scores, self.gamma2))  # (B, A, C)
-        num_gt, positiveness = dw_normalizers(gt_valid, p_neg)
+    def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
+        scores, boxes, points, strides, level_sizes = self.dense_outputs(images)
+        num_levels = len(level_sizes)
+        levels = self.level_index(level_sizes, images.device)
+        gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
+        m = self.weights(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid)
+
+        cls_pos, loc = dw_pos_losses(m["p_cls"], m["p_loc"], m["w_pos"], self.pos_loss_weight)  # (B, A, G) each
+        neg = dw_neg_loss(scores, m["w_neg"])  # (B, A, C)
+        num_gt, positiveness = dw_normalizers(gt_valid, m["p_neg"])
         parts = {
             "cls_pos": sum_per_level(cls_pos.sum(2), levels, num_levels) / num_gt,
             "box": sum_per_level(loc.sum(2), levels, num_levels) / num_gt,
             "cls_neg": sum_per_level(neg, levels, num_levels) / positiveness,
         }
-        candidate = (prior > 0).any(dim=2)  # (B, A)
+        candidate = (m["prior"] > 0).any(dim=2)  # (B, A)
         return self.loss_dict(parts, candidate, ~candidate, levels, level_sizes)
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
