@@ -16,7 +16,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from minidet.engine.checkpoint import load_checkpoint
 from minidet.engine.experiment import DataSpec, RunConfig, lesson_data, lesson_run_config, run
