@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -231,7 +232,9 @@ class Trainer:
         for batch in self._batches():
             out = self.train_step(batch)
             lr = self.optimizer.param_groups[0]["lr"]
-            self.scheduler.step()
+            with warnings.catch_warnings():  # a skipped (non-finite) step still advances the schedule
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                self.scheduler.step()
             self.iteration += 1
             self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/"))})
             bar.update(1)
