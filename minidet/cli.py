@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
     t.add_argument("--no-eval", action="store_true")
+    t.add_argument("--skip-bad-records", action="store_true", help="drop malformed annotation records instead of refusing the dataset")
     _add_data_args(t)
+
+    c = sub.add_parser("check-data", help="validate a COCO-format dataset and list every problem")
+    c.add_argument("annotations", help="COCO instances json")
+    c.add_argument("--images", default=None, help="image folder: also check that every file exists, decodes and has its size")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint with COCOeval")
     e.add_argument("checkpoint", help="a last.pt written by minidet train")
@@ -113,10 +118,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    """Print every problem; exit status 1 when there is any, 0 for a clean dataset."""
+    from minidet.data.check import check_dataset
+
+    problems = check_dataset(args.annotations, args.images)
+    for line in problems:
+        print(line)
+    print(f"{args.annotations}: {len(problems)} problem{'s' * (len(problems) != 1)} found" + ("" if problems else " (clean)"))
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "check-data": cmd_check_data}[args.command](args)
     except MinidetError as exc:
         print(f"minidet: error: {exc}", file=sys.stderr)
         return 2

@@ -51,16 +51,20 @@ class CocoDetection(Dataset):
             workers and the global RNG state.
         seed: augmentation seed.
         skip_crowd: drop ``iscrowd=1`` annotations (otherwise they become ordinary boxes).
+        skip_bad_records: drop malformed records (and say how many, also in ``skipped_records``)
+            instead of refusing the dataset; ``minidet check-data`` lists them.
 
     Call :meth:`set_epoch` before creating each epoch's DataLoader iterator (with
     ``persistent_workers=True`` the workers keep the epoch they were started with).
     """
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path,
-                 transforms: Callable[..., Sample] | None = None, seed: int = 0, skip_crowd: bool = True) -> None:
+                 transforms: Callable[..., Sample] | None = None, seed: int = 0, skip_crowd: bool = True,
+                 skip_bad_records: bool = False) -> None:
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
-        data = load_coco_json(self.ann_file)
+        data = load_coco_json(self.ann_file, skip_bad=skip_bad_records)
+        self.skipped_records = int(data.pop("_skipped", 0))
         if not self.image_dir.is_dir():
             raise DatasetError(f"{self.ann_file}: image_dir {str(self.image_dir)!r} is not a directory")
         self.coco = COCO()

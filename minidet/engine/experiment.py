@@ -79,6 +79,7 @@ class RunConfig:
     workers: int = 1
     octave_base_scale: float = 2.0
     scale_jitter: tuple[float, float] = (0.8, 1.0)
+    skip_bad_records: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -116,11 +117,16 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     return model.to(device).eval(), mc
 
 
-def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0)
-                  ) -> tuple[CocoDetection, CocoDetection]:
-    """Training set (flip + scale jitter) and validation set (resize only) at input side ``size``."""
-    train = CocoDetection(spec.train_ann, spec.train_images, build_transforms(True, size, scale_jitter=scale_jitter), seed=seed)
-    val = CocoDetection(spec.val_ann, spec.val_images, build_transforms(False, size))
+def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0),
+                  skip_bad_records: bool = False) -> tuple[CocoDetection, CocoDetection]:
+    """Training set (flip + scale jitter) and validation set (resize only) at input side ``size``.
+    A dataset with malformed records is refused unless ``skip_bad_records``."""
+    train = CocoDetection(spec.train_ann, spec.train_images, build_transforms(True, size, scale_jitter=scale_jitter),
+                          seed=seed, skip_bad_records=skip_bad_records)
+    val = CocoDetection(spec.val_ann, spec.val_images, build_transforms(False, size), skip_bad_records=skip_bad_records)
+    for ds in (train, val):
+        if ds.skipped_records:
+            print(f"minidet: skipped {ds.skipped_records} bad records of {ds.ann_file} (see minidet check-data)")
     if train.class_names != val.class_names:
         raise DatasetError(f"{spec.train_ann} and {spec.val_ann} have different categories: {train.class_names} vs {val.class_names}")
     return train, val
@@ -135,7 +141,7 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     """
     torch.manual_seed(cfg.train.seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter)
+    train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter, cfg.skip_bad_records)
     model_config = {"model": cfg.model, "num_classes": train_ds.num_classes, "backbone": cfg.backbone,
                     "octave_base_scale": cfg.octave_base_scale, "size": cfg.size, "class_names": list(train_ds.class_names),
                     **cfg.model_kwargs}
