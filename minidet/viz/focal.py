@@ -121,9 +121,9 @@ def focal_loss_explorer(gamma: float = 2.0, alpha: float = 0.25):
     """An ipywidgets explorer of focal loss: sliders for gamma (0-5) and alpha (0-1), a checkbox that
     turns alpha weighting off, and the two panels of :func:`draw_focal_explorer`, redrawn on every change.
 
-    A static copy of the initial figure is displayed as an ordinary cell output first, so the saved
-    notebook (and a static book) shows a plot without widget JavaScript. Call it as the last line of a
-    cell so that the returned widget is displayed below.
+    A static copy of the initial figure is displayed as an ordinary cell output first (see
+    :func:`minidet.viz.widgets.live_figure`), so the saved notebook and a static book show a plot without
+    widget JavaScript. Call it as the last line of a cell so that the returned widget is displayed below.
 
     Returns:
         An ``ipywidgets.VBox`` with attributes ``gamma_slider``, ``alpha_slider``, ``alpha_enabled``,
@@ -131,38 +131,19 @@ def focal_loss_explorer(gamma: float = 2.0, alpha: float = 0.25):
         (how many figures have been drawn into ``output``).
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
-    gamma_slider = widgets.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="gamma",
-                                       continuous_update=False)
-    alpha_slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha",
-                                       continuous_update=False)
-    alpha_enabled = widgets.Checkbox(value=True, description="alpha weighting")
-    output = widgets.Output()
-    box = widgets.VBox([widgets.HBox([gamma_slider, alpha_slider, alpha_enabled]), output])
+    from minidet.viz.widgets import live_figure
 
-    def current_alpha() -> float | None:
-        return alpha_slider.value if alpha_enabled.value else None
+    controls = {
+        "gamma": widgets.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="gamma", continuous_update=False),
+        "alpha": widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha", continuous_update=False),
+        "alpha_on": widgets.Checkbox(value=True, description="alpha weighting"),
+    }
 
-    def redraw(_change=None) -> None:
-        alpha_slider.disabled = not alpha_enabled.value
-        fig = draw_focal_explorer(gamma_slider.value, current_alpha())
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)  # shown once, in the Output widget; keep the inline backend from showing it again
-        box.redraws += 1
+    def draw(gamma: float, alpha: float, alpha_on: bool) -> Figure:
+        controls["alpha"].disabled = not alpha_on
+        return draw_focal_explorer(gamma, alpha if alpha_on else None)
 
-    box.gamma_slider, box.alpha_slider, box.alpha_enabled, box.output = gamma_slider, alpha_slider, alpha_enabled, output
-    box.redraw, box.redraws = redraw, 0
-
-    snapshot = draw_focal_explorer(gamma, alpha, figsize=(11, 4))
-    snapshot.suptitle(f"Focal loss with $\\gamma$ = {gamma:.2f}, $\\alpha$ = {alpha:.2f} "
-                      "(static snapshot; the sliders below redraw a live copy)")
-    display(snapshot)
-    plt.close(snapshot)
-
-    redraw()
-    for w in (gamma_slider, alpha_slider, alpha_enabled):
-        w.observe(redraw, names="value")
+    box = live_figure(draw, controls, "static snapshot of the initial setting")
+    box.gamma_slider, box.alpha_slider, box.alpha_enabled = controls["gamma"], controls["alpha"], controls["alpha_on"]
     return box
