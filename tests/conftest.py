@@ -30,3 +30,23 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def overfit():
+    """``fit(model, images, targets, steps, lr=2e-3) -> (losses, last_out)``: AdamW steps on one batch,
+    returning the total loss (sum of every ``loss_*`` entry) before each step and the last loss dict."""
+
+    def fit(model, images, targets, steps, lr=2e-3):
+        opt = torch.optim.AdamW(model.parameters(), lr)
+        losses, out = [], None
+        for _ in range(steps):
+            out = model(images, targets)
+            loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+            losses.append(loss.item())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return losses, out
+
+    return fit

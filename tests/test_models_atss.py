@@ -112,20 +112,12 @@ def test_factory_and_experiment_entry_points():
         build_atss(4, cls_loss="softmax")
 
 
-def test_overfits_one_image():
+def test_overfits_one_image(overfit):
     torch.manual_seed(0)
     model = build_atss(3)
     img = torch.rand(1, 3, 128, 128)
     tgt = make_targets()[:1]
-    opt = torch.optim.AdamW(model.parameters(), 2e-3)
-    losses = []
-    for _ in range(30):
-        out = model(img, tgt)
-        loss = out["loss_cls"] + out["loss_box"] + out["loss_centerness"]
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    losses, out = overfit(model, img, tgt, steps=30)
     # the centerness BCE cannot go below the entropy of its soft targets, so compare cls + box
     assert out["loss_cls"].item() + out["loss_box"].item() < 0.3 * (losses[0] - math.log(2))
 

@@ -124,19 +124,11 @@ def test_factory_and_experiment_entry_points():
     assert "dw" in MODELS and build_parser().parse_args(["train", "--model", "dw"]).model == "dw"
 
 
-def test_loss_falls_in_a_few_steps():
+def test_loss_falls_in_a_few_steps(overfit):
     torch.manual_seed(0)
     model = build_dw(3)
     img, tgt = torch.rand(1, 3, 128, 128), make_targets()[:1]
-    opt = torch.optim.AdamW(model.parameters(), 2e-3)
-    losses = []
-    for _ in range(8):
-        out = model(img, tgt)
-        loss = sum(v for k, v in out.items() if k.startswith("loss_"))
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    losses, out = overfit(model, img, tgt, steps=8)
     assert losses[-1] < 0.8 * losses[0]
 
 

@@ -53,20 +53,13 @@ def test_eval_returns_detections_in_image():
         assert (d["scores"][:-1] >= d["scores"][1:]).all()
 
 
-def test_overfits_one_image():
+def test_overfits_one_image(overfit):
     torch.manual_seed(0)
     model = build_retinanet(3, backbone="tiny", octave_base_scale=2.0)
     img = torch.rand(1, 3, 128, 128)
     tgt = make_targets()[:1]
-    opt = torch.optim.AdamW(model.parameters(), 2e-3)
-    first = None
-    for _ in range(40):
-        out = model(img, tgt)
-        loss = out["loss_cls"] + out["loss_box"]
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    losses, out = overfit(model, img, tgt, steps=40)
+    loss, first = out["loss_cls"] + out["loss_box"], losses[0]
     assert loss.item() < 0.3 * first
 
 
