@@ -5,8 +5,11 @@ from minidet.models.factory import (BACKBONES, build_atss, build_backbone, build
                                     build_retinanet)
 from minidet.models.points import PointGenerator
 from minidet.models.postprocess import postprocess_dense
+from minidet.models.torchvision_weights import (build_fcos_like_torchvision, build_retinanet_like_torchvision,
+                                                from_torchvision, load_torchvision_state)
 
 __all__ = [
     "ATSS", "AnchorGenerator", "BACKBONES", "DenseDetector", "DualWeighting", "FCOS", "PointGenerator", "RetinaNet",
     "build_atss", "build_backbone", "build_dw", "build_fcos", "build_pyramid", "build_retinanet", "postprocess_dense",
+    "build_fcos_like_torchvision", "build_retinanet_like_torchvision", "from_torchvision", "load_torchvision_state",
 ]

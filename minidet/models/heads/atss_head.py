@@ -36,11 +36,13 @@ class ATSSHead(RetinaHead):
         num_convs: depth of each tower (4 in the paper).
         prior_prob: ``pi`` (0.01).
         norm: ``"gn"`` (paper) or ``None``.
+        conv_bias: tower convs with a bias (default: only without a norm), see
+            :func:`~minidet.models.heads.conv_tower`.
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_anchors: int = 1, num_levels: int = 5,
-                 num_convs: int = 4, prior_prob: float = 0.01, norm: str | None = "gn") -> None:
-        super().__init__(in_channels, num_classes, num_anchors, num_convs, prior_prob, norm)
+                 num_convs: int = 4, prior_prob: float = 0.01, norm: str | None = "gn", conv_bias: bool | None = None) -> None:
+        super().__init__(in_channels, num_classes, num_anchors, num_convs, prior_prob, norm, conv_bias)
         self.centerness = nn.Conv2d(in_channels, num_anchors, 3, padding=1)
         self.scales = nn.ModuleList(Scale() for _ in range(num_levels))
         nn.init.normal_(self.centerness.weight, std=0.01)  # the rest was initialised by RetinaHead

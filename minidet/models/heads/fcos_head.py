@@ -21,13 +21,14 @@ class FCOSHead(ATSSHead):
     the regression tower (``centerness_on_reg``, the authors' improvement over the paper's cls tower).
 
     Args:
-        in_channels, num_classes, num_levels, num_convs, prior_prob, norm: see
-            :class:`~minidet.models.heads.ATSSHead` (GroupNorm and prior 0.01 by default).
+        in_channels, num_classes, num_levels, num_convs, prior_prob, norm, conv_bias: see
+            :class:`~minidet.models.heads.ATSSHead` (GroupNorm and prior 0.01 by default;
+            ``conv_bias=True`` is torchvision's FCOS head).
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_levels: int = 5, num_convs: int = 4,
-                 prior_prob: float = 0.01, norm: str | None = "gn") -> None:
-        super().__init__(in_channels, num_classes, 1, num_levels, num_convs, prior_prob, norm)
+                 prior_prob: float = 0.01, norm: str | None = "gn", conv_bias: bool | None = None) -> None:
+        super().__init__(in_channels, num_classes, 1, num_levels, num_convs, prior_prob, norm, conv_bias)
 
     def forward(self, feats: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """``feats``: FPN levels ``(B, C_in, H_l, W_l)``.

@@ -7,11 +7,15 @@ import torch
 from torch import Tensor, nn
 
 
-def conv_tower(channels: int, num_convs: int, norm: str | None) -> nn.Sequential:
-    """``num_convs`` x (3x3 conv, optional GroupNorm(32), ReLU), as in the RetinaNet/FCOS/ATSS heads."""
+def conv_tower(channels: int, num_convs: int, norm: str | None, conv_bias: bool | None = None) -> nn.Sequential:
+    """``num_convs`` x (3x3 conv, optional GroupNorm(32), ReLU), as in the RetinaNet/FCOS/ATSS heads.
+
+    ``conv_bias``: whether the convs have a bias; ``None`` (default) gives them one only without a norm
+    (a norm's shift makes it redundant). torchvision's FCOS head keeps the bias before GroupNorm, so
+    loading its weights needs ``conv_bias=True``."""
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=norm is None))
+        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=norm is None if conv_bias is None else conv_bias))
         if norm == "gn":
             layers.append(nn.GroupNorm(min(32, channels // 4), channels))
         elif norm is not None:
@@ -51,13 +55,15 @@ class RetinaHead(nn.Module):
         num_anchors: anchors per cell ``A``.
         num_convs: depth of each tower (4 in the paper).
         norm: ``None`` (paper) or ``"gn"``.
+        conv_bias: tower convs with a bias (default: only without a norm), see :func:`conv_tower`.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, num_anchors: int, num_convs: int = 4, prior_prob: float = 0.01, norm: str | None = None) -> None:
+    def __init__(self, in_channels: int, num_classes: int, num_anchors: int, num_convs: int = 4, prior_prob: float = 0.01,
+                 norm: str | None = None, conv_bias: bool | None = None) -> None:
         super().__init__()
         self.num_classes, self.num_anchors = num_classes, num_anchors
-        self.cls_tower = conv_tower(in_channels, num_convs, norm)
-        self.box_tower = conv_tower(in_channels, num_convs, norm)
+        self.cls_tower = conv_tower(in_channels, num_convs, norm, conv_bias)
+        self.box_tower = conv_tower(in_channels, num_convs, norm, conv_bias)
         self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
         self.box_pred = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
         init_dense_head(self, self.cls_logits, prior_prob)
