@@ -1,8 +1,10 @@
-"""Losses: focal and Progressive Focal Loss, regression (smooth L1, L1, GIoU), the FCOS/ATSS centerness
-losses, the Dual Weighting losses, per-level bookkeeping and the level-wise resampling of UMOP."""
+"""Losses: focal (also fused: loss and gradient in one Triton pass) and Progressive Focal Loss,
+regression (smooth L1, L1, GIoU), the FCOS/ATSS centerness losses, the Dual Weighting losses, per-level
+bookkeeping and the level-wise resampling of UMOP."""
 from minidet.losses.centerness import centerness_weighted_losses
 from minidet.losses.dual_weighting import bce_one, bce_zero, dw_neg_loss, dw_normalizers, dw_pos_losses
 from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
+from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
 from minidet.losses.pfl import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
@@ -18,10 +20,12 @@ __all__ = [
     "dw_neg_loss",
     "dw_normalizers",
     "dw_pos_losses",
+    "fused_sigmoid_focal_loss",
     "giou_loss",
     "l1_loss",
     "level_index",
     "normalize_level_losses",
+    "one_hot_to_labels",
     "pfl_hyperparams",
     "pfl_hyperparams_per_level",
     "sigmoid_focal_loss",

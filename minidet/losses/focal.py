@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
+
 
 def sigmoid_focal_loss(
     logits: Tensor,
@@ -68,15 +70,22 @@ class FocalLoss(nn.Module):
 
     ``forward(logits (B, A, C), targets (B, A, C), pos (B, A) bool, levels (A,), num_levels)`` returns the
     per-element loss ``(B, A, C)`` and a dict of statistics to log (empty here).
+
+    ``fused=True`` returns the loss summed over classes, ``(B, A, 1)``, from
+    :func:`~minidet.losses.fused_sigmoid_focal_loss` (Triton on CUDA: loss and gradient in one pass,
+    no ``(B, A, C)`` loss stored). The detector's masked per-level sums are the same; ``targets`` must
+    then be one-hot (they are converted to class indices).
     """
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, fused: bool = False) -> None:
         super().__init__()
-        self.alpha, self.gamma = alpha, gamma
+        self.alpha, self.gamma, self.fused = alpha, gamma, fused
 
     def forward(self, logits: Tensor, targets: Tensor, pos: Tensor, levels: Tensor, num_levels: int
                 ) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.fused:
+            return fused_sigmoid_focal_loss(logits, one_hot_to_labels(targets), self.gamma, self.alpha)[..., None], {}
         return sigmoid_focal_loss(logits, targets, self.alpha, self.gamma), {}
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, gamma={self.gamma}"
+        return f"alpha={self.alpha}, gamma={self.gamma}" + (", fused=True" if self.fused else "")

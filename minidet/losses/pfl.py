@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from minidet.engine.distributed import all_reduce_sum
 from minidet.losses.focal import sigmoid_focal_loss
+from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 
 VARIANTS = ("paper", "official")
 
@@ -108,27 +109,40 @@ class ProgressiveFocalLoss(nn.Module):
 
     ``targets`` are one-hot at positives, so the true-class probability of a positive is
     ``sum_c sigmoid(logit_c) * target_c``.
+
+    ``fused=True``: as :class:`minidet.losses.FocalLoss`, the loss summed over classes ``(B, A, 1)`` from
+    :func:`~minidet.losses.fused_sigmoid_focal_loss`, fed with the per-level ``gamma_ad``/``alpha_ad``
+    device tensors (no host synchronisation); the true-class probability is gathered, not summed.
     """
 
-    def __init__(self, gamma: float = 2.0, delta: float = 0.5, w: float = 0.5, variant: str = "paper") -> None:
+    def __init__(self, gamma: float = 2.0, delta: float = 0.5, w: float = 0.5, variant: str = "paper",
+                 fused: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if not 0 <= delta < gamma:
             raise ValueError(f"need 0 <= delta < gamma so gamma_ad stays positive, got gamma={gamma}, delta={delta}")
-        self.gamma, self.delta, self.w, self.variant = gamma, delta, w, variant
+        self.gamma, self.delta, self.w, self.variant, self.fused = gamma, delta, w, variant, fused
 
     def forward(self, logits: Tensor, targets: Tensor, pos: Tensor, levels: Tensor, num_levels: int
                 ) -> tuple[Tensor, dict[str, Tensor]]:
-        probs = (torch.sigmoid(logits.detach()) * targets).sum(-1)  # (B, A) true-class probability
+        if self.fused:
+            labels = one_hot_to_labels(targets)  # (B, A), -1 for background
+            probs = torch.sigmoid(logits.detach().gather(-1, labels.clamp(min=0)[..., None]))[..., 0]
+        else:
+            probs = (torch.sigmoid(logits.detach()) * targets).sum(-1)  # (B, A) true-class probability
         gamma_ad, alpha_ad = pfl_hyperparams_per_level(
             probs.reshape(-1), levels.expand_as(probs).reshape(-1), num_levels,
             self.gamma, self.delta, self.w, self.variant, weight=pos.reshape(-1),
         )
-        g = gamma_ad[levels][None, :, None].to(logits.dtype)  # (1, A, 1), broadcast over images and classes
-        a = alpha_ad[levels][None, :, None].to(logits.dtype)
-        loss = sigmoid_focal_loss(logits, targets, a, g)
+        if self.fused:
+            loss = fused_sigmoid_focal_loss(logits, labels, gamma_ad, alpha_ad, levels)[..., None]  # (B, A, 1)
+        else:
+            g = gamma_ad[levels][None, :, None].to(logits.dtype)  # (1, A, 1), broadcast over images and classes
+            a = alpha_ad[levels][None, :, None].to(logits.dtype)
+            loss = sigmoid_focal_loss(logits, targets, a, g)
         return loss, {"levels/pfl_gamma": gamma_ad, "levels/pfl_alpha": alpha_ad}
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, delta={self.delta}, w={self.w}, variant={self.variant!r}"
+        return f"gamma={self.gamma}, delta={self.delta}, w={self.w}, variant={self.variant!r}" + (
+            ", fused=True" if self.fused else "")
