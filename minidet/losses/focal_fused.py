@@ -60,7 +60,7 @@ def _focal_terms(x: Tensor, y: Tensor, gamma: Tensor, alpha: Tensor) -> tuple[Te
     broadcastable ``gamma``, ``alpha``; the same lines as the Triton kernel."""
     z = torch.where(y, -x, x)
     e = torch.exp(-x.abs())
-    log1p_e = torch.log1p(e)
+    log1p_e = torch.log1p(e)  # the kernel has no log1p and uses Goldberg's exact rewrite of log(1 + e)
     softplus_z = z.clamp(min=0) + log1p_e  # -log p_t
     softplus_neg_z = (-z).clamp(min=0) + log1p_e  # -log (1 - p_t)
     r = 1.0 / (1.0 + e)
@@ -122,11 +122,12 @@ class _FusedFocal(torch.autograd.Function):
     """Row-summed focal loss. ``one_pass``: the forward pass writes ``dloss_row/dlogits`` into a buffer
     and backward scales it by ``grad_output`` (read logits + write buffer, then read buffer + write
     gradient). Otherwise backward recomputes the gradient from the saved logits (forward reads the
-    logits; backward reads them again and writes the gradient: one memory pass fewer, more arithmetic)."""
+    logits; backward reads them again and writes the gradient: one memory pass fewer, more arithmetic).
+    Either way one ``(B, A, C)`` tensor (gradient buffer or logits) is kept for backward."""
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, levels, gamma, alpha, use_triton, one_pass):
-        rows_fn = _triton_kernels().focal_rows_triton if use_triton else focal_rows_torch
+    def forward(ctx, logits, labels, valid, levels, gamma, alpha, triton, one_pass):
+        rows_fn = _triton_kernels().focal_rows_triton if triton else focal_rows_torch
         grad_now = one_pass and ctx.needs_input_grad[0]
         rows, grad = rows_fn(logits, labels, valid, levels, gamma, alpha, None, True, grad_now)
         ctx.rows_fn, ctx.one_pass = rows_fn, one_pass
@@ -138,7 +139,7 @@ class _FusedFocal(torch.autograd.Function):
     def backward(ctx, grad_rows):
         if ctx.one_pass:
             (grad,) = ctx.saved_tensors
-            # computed in float32, rounded once to the buffer's dtype
+            # multiplied in grad_rows' float32 (float64), rounded once to the buffer's dtype
             grad = torch.mul(grad, grad_rows[..., None], out=torch.empty_like(grad))
         else:
             logits, labels, valid, levels, gamma, alpha = ctx.saved_tensors
