@@ -1,6 +1,7 @@
 """Losses: focal (also fused: loss and gradient in one Triton pass) and Progressive Focal Loss,
-regression (smooth L1, L1, GIoU), the FCOS/ATSS centerness losses, the Dual Weighting losses, per-level
+regression (smooth L1, L1, GIoU, Balanced L1), the FCOS/ATSS centerness losses, the Dual Weighting losses, per-level
 bookkeeping and the level-wise resampling of UMOP."""
+from minidet.losses.balanced_l1 import balanced_l1_b, balanced_l1_grad, balanced_l1_loss
 from minidet.losses.centerness import centerness_weighted_losses
 from minidet.losses.dual_weighting import bce_one, bce_zero, dw_neg_loss, dw_normalizers, dw_pos_losses
 from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
@@ -11,6 +12,9 @@ from minidet.losses.pfl import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperp
 from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
 
 __all__ = [
+    "balanced_l1_b",
+    "balanced_l1_grad",
+    "balanced_l1_loss",
     "FocalLoss",
     "ProgressiveFocalLoss",
     "bce_one",

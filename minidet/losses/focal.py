@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
+from minidet.losses.reduction import reduce_loss
 
 
 def sigmoid_focal_loss(
@@ -47,13 +48,7 @@ def sigmoid_focal_loss(
     if isinstance(alpha, Tensor) or alpha >= 0:
         alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
         loss = alpha_t * loss
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "mean":
-        return loss.mean()
-    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduce_loss(loss, reduction)
 
 
 def cross_entropy_loss(logits: Tensor, targets: Tensor, reduction: str = "none") -> Tensor:

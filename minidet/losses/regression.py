@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
+from minidet.losses.reduction import reduce_loss
+
 
 def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float = 1.0 / 9, reduction: str = "none") -> Tensor:
     """Smooth L1 (Huber-like) loss of Fast R-CNN, Eq. (3):
@@ -35,7 +37,4 @@ def giou_loss(pred_boxes: Tensor, target_boxes: Tensor, reduction: str = "none")
     """
     shape = pred_boxes.shape[:-1]
     loss = generalized_box_iou_loss(pred_boxes.reshape(-1, 4), target_boxes.reshape(-1, 4), reduction="none")
-    loss = loss.reshape(shape)
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+    return reduce_loss(loss.reshape(shape), reduction)

@@ -5,6 +5,7 @@
 >>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
 >>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
 >>> model = build_dw(num_classes=6, refine=True, pos_weight_form="code")      # Dual Weighting
+>>> model = build_faster_rcnn(num_classes=6, iou_balanced=True, bfp=True)     # two of Libra R-CNN's switches
 """
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ from minidet.models.anchors import AnchorGenerator
 from minidet.models.backbones import ResNetBackbone, TinyBackbone
 from minidet.models.detectors.atss import ATSS
 from minidet.models.detectors.dw import DualWeighting
+from minidet.models.detectors.faster_rcnn import FasterRCNN
 from minidet.models.detectors.fcos import FCOS
+from minidet.models.detectors.rpn import RegionProposalNetwork
 from minidet.models.detectors.retinanet import RetinaNet
 from minidet.models.heads import ATSSHead, DWHead, FCOSHead, RetinaHead
-from minidet.models.necks import FPN
+from minidet.models.heads.roi_box_head import RoIBoxHead
+from minidet.models.heads.rpn_head import RPNHead
+from minidet.models.necks import FPN, BalancedFPN
 from minidet.models.points import PointGenerator
+from minidet.samplers.proposal_sampler import ProposalSampler
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50")
 
@@ -140,3 +146,63 @@ def build_dw(
     points = PointGenerator(neck.strides)
     head = DWHead(neck.out_channels, num_classes, len(neck.strides), convs, prior_prob, norm, refine)
     return DualWeighting(bb, neck, head, points, num_classes, pos_weight_form=pos_weight_form, **kwargs)
+
+
+def build_faster_rcnn(
+    num_classes: int,
+    backbone: str = "tiny",
+    weights_path: str | Path | None = None,
+    fpn_channels: int | None = None,
+    fc_dim: int | None = None,
+    anchor_scale: float = 8.0,
+    iou_balanced: bool = False,
+    bfp: bool = False,
+    balanced_l1: bool = False,
+    instance_balanced: bool = False,
+    num_rois: int | None = None,
+    sampling_ratio: int | None = None,
+    rpn_pre_nms_top_n: tuple[int, int] | None = None,
+    rpn_post_nms_top_n: tuple[int, int] = (1000, 1000),
+    **kwargs,
+) -> FasterRCNN:
+    """Faster R-CNN with FPN (P2-P6, P6 by subsampling), and the Libra R-CNN switches.
+
+    ``iou_balanced`` (IoU-balanced negative sampling, K = 3), ``bfp`` (Balanced Feature Pyramid with a
+    non-local refinement on P4), ``balanced_l1`` (Balanced L1 box loss) and ``instance_balanced``
+    (instance-balanced positive sampling, part of the reference code's sampler) are the ablation's four
+    constructor arguments; all off is Faster R-CNN. The RPN uses one anchor size per level,
+    ``anchor_scale x stride`` (8: 32 px on P2 ... 512 px on P6) with ratios 1:2, 1:1, 2:1.
+    With ``backbone="tiny"`` the widths shrink to FPN 64 channels and 256-d fc layers (CPU lessons); with a
+    ResNet they are the paper's (256 and 1024). ``num_rois`` RoIs are sampled per image, pooled with
+    ``sampling_ratio`` RoIAlign samples per bin side; the RPN keeps ``rpn_pre_nms_top_n`` candidates per
+    level and ``rpn_post_nms_top_n`` proposals per image, each ``(train, test)``. Defaults: the paper's
+    512 RoIs, torchvision's ratio 2 and mmdetection's (2000, 1000) candidates with a ResNet; with the tiny
+    backbone 256 RoIs, ratio 1 and (1000, 1000), which halve a CPU training step (RoIAlign's backward and
+    per-level NMS dominate it; measured in the README).
+    Remaining keyword arguments go to :class:`FasterRCNN`.
+    """
+    bb = build_backbone(backbone, weights_path)
+    tiny = backbone == "tiny"
+    ch = fpn_channels or (64 if tiny else 256)
+    num_rois = num_rois or (256 if tiny else 512)
+    sampling_ratio = sampling_ratio or (1 if tiny else 2)
+    rpn_pre_nms_top_n = rpn_pre_nms_top_n or ((1000, 1000) if tiny else (2000, 1000))
+    neck: nn.Module = FPN(tuple(bb.out_channels[k] for k in ("c2", "c3", "c4", "c5")), (4, 8, 16, 32), ch,
+                          num_extra=1, extra_source="pool")
+    if bfp:
+        neck = BalancedFPN(neck, refine_level=2, refine="non_local")
+    anchors = AnchorGenerator(neck.strides, octave_base_scale=anchor_scale, scales_per_octave=1)
+    rpn = RegionProposalNetwork(RPNHead(ch, anchors.num_anchors), anchors, pre_nms_top_n=tuple(rpn_pre_nms_top_n),
+                                post_nms_top_n=tuple(rpn_post_nms_top_n))
+    roi_head = RoIBoxHead(ch, num_classes, num_levels=4, sampling_ratio=sampling_ratio, fc_dim=fc_dim or (256 if tiny else 1024))
+    sampler = ProposalSampler(num=num_rois, neg_sampler="iou_balanced" if iou_balanced else "random",
+                              pos_sampler="instance_balanced" if instance_balanced else "random")
+    return FasterRCNN(bb, neck, rpn, roi_head, num_classes, sampler=sampler,
+                      box_loss="balanced_l1" if balanced_l1 else "smooth_l1", **kwargs)
+
+
+def build_libra_rcnn(num_classes: int, backbone: str = "tiny", **kwargs) -> FasterRCNN:
+    """Libra R-CNN as its reference configuration: Faster R-CNN + IoU-balanced negatives, instance-balanced
+    positives, Balanced Feature Pyramid and Balanced L1 loss (see :func:`build_faster_rcnn`)."""
+    flags = dict(iou_balanced=True, bfp=True, balanced_l1=True, instance_balanced=True)
+    return build_faster_rcnn(num_classes, backbone, **{**flags, **kwargs})

@@ -53,9 +53,38 @@ def postprocess_dense(
     keep = s > score_thresh
     s, b, lab, img = s[keep], b[keep], lab[keep], img[keep]
     kept = batched_nms(b, s, img * num_classes + lab, nms_thresh)  # sorted by decreasing score
-    s, b, lab, img = s[kept], b[kept], lab[kept], img[kept]
+    return split_per_image(s[kept], b[kept], lab[kept], img[kept], bsz, max_detections)
+
+
+def split_per_image(scores: Tensor, boxes: Tensor, labels: Tensor, img: Tensor, bsz: int, max_detections: int
+                    ) -> list[dict[str, Tensor]]:
+    """Detections sorted by decreasing score, with the image ``img`` of each -> one dict per image, at most
+    ``max_detections`` each."""
     results = []
     for i in range(bsz):
         sel = (img == i).nonzero().squeeze(1)[:max_detections]
-        results.append({"boxes": b[sel], "scores": s[sel], "labels": lab[sel]})
+        results.append({"boxes": boxes[sel], "scores": scores[sel], "labels": labels[sel]})
     return results
+
+
+def postprocess_per_class(scores: Tensor, boxes: Tensor, image_sizes: Tensor, score_thresh: float = 0.05,
+                          nms_thresh: float = 0.5, max_detections: int = 100) -> list[dict[str, Tensor]]:
+    """Post-processing of a two-stage head, whose boxes are class-specific: score threshold, class-wise
+    NMS in one :func:`~torchvision.ops.batched_nms` call, and a cap per image.
+
+    Args:
+        scores: ``(B, N, C)`` class probabilities (background dropped); boxes: ``(B, N, C, 4)`` xyxy.
+        image_sizes: ``(B, 2)`` un-padded ``(H, W)``, to clip boxes.
+
+    Returns:
+        ``B`` dicts as :func:`postprocess_dense`.
+    """
+    bsz, n, num_classes = scores.shape
+    boxes = clip_boxes(boxes.reshape(bsz, n * num_classes, 4), image_sizes)
+    s = scores.reshape(bsz, -1)
+    lab = torch.arange(num_classes, device=s.device).repeat(n)[None].expand_as(s)
+    img = torch.arange(bsz, device=s.device)[:, None].expand_as(s)
+    keep = s > score_thresh
+    s, b, lab, img = s[keep], boxes[keep], lab[keep], img[keep]
+    kept = batched_nms(b, s, img * num_classes + lab, nms_thresh)
+    return split_per_image(s[kept], b[kept], lab[kept], img[kept], bsz, max_detections)

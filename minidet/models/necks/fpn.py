@@ -15,13 +15,15 @@ class FPN(nn.Module):
 
     RetinaNet (Sec. 4) builds P6 with a 3x3 stride-2 conv and P7 with ReLU then another one. Their input
     is ``P5`` (``extra_source="p5"``, torchvision's choice when channels match) or ``C5`` (the paper).
+    Faster R-CNN with FPN instead takes P6 as a stride-2 subsampling of P5 (``extra_source="pool"``,
+    no parameters; FPN paper Sec. 4.1), used by the RPN only.
 
     Args:
         in_channels: channels of the input features, finest first (e.g. C3, C4, C5).
         in_strides: their strides, e.g. ``(8, 16, 32)``.
         out_channels: channels of every output level.
         num_extra: extra levels above the last input (2 gives P6, P7).
-        extra_source: ``"p5"`` or ``"c5"``.
+        extra_source: ``"p5"``, ``"c5"`` or ``"pool"``.
 
     Attributes:
         strides: stride of each output level, e.g. ``(8, 16, 32, 64, 128)``.
@@ -36,14 +38,16 @@ class FPN(nn.Module):
         extra_source: str = "p5",
     ) -> None:
         super().__init__()
-        if extra_source not in ("p5", "c5"):
-            raise ValueError(f"extra_source must be 'p5' or 'c5', got {extra_source!r}")
+        if extra_source not in ("p5", "c5", "pool"):
+            raise ValueError(f"extra_source must be 'p5', 'c5' or 'pool', got {extra_source!r}")
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
         self.extra_source = extra_source
         extra_in = out_channels if extra_source == "p5" else in_channels[-1]
         self.extra = nn.ModuleList(
-            nn.Conv2d(extra_in if i == 0 else out_channels, out_channels, 3, stride=2, padding=1) for i in range(num_extra)
+            nn.MaxPool2d(1, stride=2) if extra_source == "pool"
+            else nn.Conv2d(extra_in if i == 0 else out_channels, out_channels, 3, stride=2, padding=1)
+            for i in range(num_extra)
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -58,8 +62,8 @@ class FPN(nn.Module):
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
         outs = [conv(x) for conv, x in zip(self.output, laterals)]
-        x = outs[-1] if self.extra_source == "p5" else feats[-1]
+        x = feats[-1] if self.extra_source == "c5" else outs[-1]
         for i, conv in enumerate(self.extra):
-            x = conv(x if i == 0 else F.relu(x))
+            x = conv(x if i == 0 or self.extra_source == "pool" else F.relu(x))
             outs.append(x)
         return outs
