@@ -1,7 +1,8 @@
 """Command line: ``minidet train`` and ``minidet eval`` (also ``python -m minidet``).
 
 ``minidet train`` with no flags trains the default RetinaNet on freshly generated shapes data on the
-best device present, evaluates it and prints COCO AP.
+best device present, evaluates it and prints COCO AP. On several GPUs:
+``torchrun --nproc_per_node=4 -m minidet train ...`` (``--batch`` images per GPU; rank 0 logs, saves and evaluates).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from minidet.engine.distributed import barrier, destroy_distributed, init_distributed, rank, world_size
 from minidet.engine.evaluate import evaluate
 from minidet.engine.experiment import MODELS, RunConfig, load_detector, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
     t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
+    t.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over all GPUs (SyncBatchNorm)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model (measure: it does not always pay)")
     t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
@@ -78,24 +82,45 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    spec = resolve_data(args.data, args.data_root)
+    device = init_distributed(args.device)  # under torchrun: join the process group, one GPU per process
+    try:
+        return _train(args, device)
+    finally:
+        destroy_distributed()
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> int:
+    main_process, failure = rank() == 0, None
+    if main_process:  # rank 0 generates the shapes data (once) while the others wait
+        try:
+            spec = resolve_data(args.data, args.data_root)
+        except MinidetError as exc:
+            failure = exc
+    barrier()
+    if failure is not None:
+        raise failure
+    if not main_process:
+        spec = resolve_data(args.data, args.data_root)
     iters = args.iters
     if args.epochs is not None:
         from minidet.data import CocoDetection  # only to count images
 
         n = len(CocoDetection(spec.train_ann, spec.train_images))
-        iters = max(1, round(args.epochs * n / args.batch))
+        iters = max(1, round(args.epochs * n / (args.batch * world_size())))
     train = TrainConfig(
         iters=iters or DEFAULT_TRAIN.iters, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         warmup_iters=min(args.warmup, max(1, (iters or DEFAULT_TRAIN.iters) // 5)), schedule=args.schedule,
         amp=not args.no_amp, channels_last=not args.no_channels_last, checkpoint_interval=args.checkpoint_every, seed=args.seed,
+        sync_bn=args.sync_bn, compile=args.compile,
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
                     batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train,
                     model_kwargs={"cls_loss": args.cls_loss, "level_resampling": args.lrp})
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not main_process:
+        run(spec, cfg, args.out, device=str(device), progress=False, evaluate_after=False)
+        return 0
     print(f"minidet: training {args.model} ({args.backbone}) for {train.iters} iterations on {device}, data {args.data} -> {args.out}")
-    result = run(spec, cfg, args.out, device=device, evaluate_after=not args.no_eval)
+    result = run(spec, cfg, args.out, device=str(device), evaluate_after=not args.no_eval)
     print(f"trained in {result['train_seconds']:.0f} s")
     if "metrics" in result:
         _print_metrics(result["metrics"])

@@ -137,10 +137,13 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     """Train ``cfg`` on ``spec``, evaluate on the validation split, write the run folder ``out``.
 
     Resumes from ``out/last.pt`` when present. Returns ``{"metrics": ..., "history": ..., "model": ...,
-    "train_seconds": ..., "eval_seconds": ...}``.
+    "train_seconds": ..., "eval_seconds": ...}``. Under ``torchrun`` every process trains its share of each
+    batch (DistributedDataParallel; ``cfg.batch_size`` is per process) and rank 0 alone evaluates and writes.
     """
+    from minidet.engine.distributed import init_distributed, rank
+
     torch.manual_seed(cfg.train.seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(init_distributed(device))
     train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter, cfg.skip_bad_records)
     model_config = {"model": cfg.model, "num_classes": train_ds.num_classes, "backbone": cfg.backbone,
                     "octave_base_scale": cfg.octave_base_scale, "size": cfg.size, "class_names": list(train_ds.class_names),
@@ -155,7 +158,7 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     history = trainer.fit(progress=progress)
     train_seconds = time.perf_counter() - t0
     result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer}
-    if evaluate_after:
+    if evaluate_after and rank() == 0:
         t0 = time.perf_counter()
         val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)
         metrics = evaluate(trainer.model, val_loader, device=device, progress=progress)

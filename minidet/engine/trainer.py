@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from minidet.engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from minidet.engine.distributed import rank
+from minidet.engine.distributed import is_dist, rank
 from minidet.engine.history import History, first_nonfinite
 from minidet.engine.schedule import lr_factor
 from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -36,6 +36,9 @@ class TrainConfig:
     ``snapshot_iters`` keeps extra checkpoints ``iter_<n>.pt`` at those iterations (to look at a model at
     several moments of training; ``last.pt`` is always the latest). ``on_nonfinite`` is ``"raise"`` (stop with a
     message naming the loss component, iteration and last checkpoint) or ``"skip"`` (drop the step).
+    Under ``torch.distributed`` the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`;
+    ``sync_bn`` then turns its batch norms into :class:`~torch.nn.SyncBatchNorm` (statistics over the global
+    batch; CUDA only). ``compile`` runs the model through :func:`torch.compile` (measure before relying on it).
     """
 
     iters: int = 2000
@@ -56,6 +59,8 @@ class TrainConfig:
     on_nonfinite: str = "raise"
     channels_last: bool = False
     snapshot_iters: tuple[int, ...] = ()
+    sync_bn: bool = False
+    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -103,6 +108,16 @@ class Trainer:
         self.model = model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if config.sync_bn and is_dist():
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        # ``self.model`` is the detector itself (checkpoints, evaluation); ``self.net`` is what a step calls.
+        self.net: nn.Module = self.model
+        if is_dist():
+            on_cuda = self.device.type == "cuda"
+            index = self.device.index if self.device.index is not None else (torch.cuda.current_device() if on_cuda else None)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[index] if on_cuda else None)
+        if config.compile:
+            self.net = torch.compile(self.net)
         self.loader, self.config = loader, config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.model_config = model_config or {}
@@ -188,7 +203,7 @@ class Trainer:
         if self.config.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            out = self.model(batch.images, batch.targets, batch.image_sizes)
+            out = self.net(batch.images, batch.targets, batch.image_sizes)
         losses = {k: v for k, v in out.items() if k.startswith("loss_")}
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from minidet.boxes.centerness import centerness_target
-from minidet.engine.distributed import all_reduce_mean
+from minidet.engine.distributed import loss_normalizer
 from minidet.losses.levels import sum_per_level
 from minidet.losses.regression import giou_loss
 
@@ -25,7 +25,7 @@ def centerness_weighted_losses(
         \\mathcal{L}_{ctr} = \\frac{1}{N_{pos}} \\sum_{i \\in pos} \\mathrm{BCE}(\\hat c_i, c^*_i)
 
     with :math:`c^*_i` the centerness target (FCOS Eq. 3) of the element's centre in its ground truth.
-    The centerness sum is averaged over processes and only kept away from 0 (the authors' code;
+    The centerness sum is pooled over processes and only kept away from 0 (the authors' code;
     mmdetection clamps it to at least 1).
 
     Args:
@@ -42,6 +42,6 @@ def centerness_weighted_losses(
     """
     ctr_target = torch.where(pos, centerness_target(centres[None], gt_boxes), 0.0)  # (B, A)
     giou = torch.where(pos, giou_loss(pred_boxes.float(), gt_boxes) * ctr_target, 0.0)
-    box_levels = sum_per_level(giou, levels, num_levels) / all_reduce_mean(ctr_target.sum()).clamp(min=1e-6)
+    box_levels = sum_per_level(giou, levels, num_levels) / loss_normalizer(ctr_target.sum(), 1e-6)
     bce = F.binary_cross_entropy_with_logits(ctr_logits.float(), ctr_target, reduction="none")
     return box_levels, sum_per_level(torch.where(pos, bce, 0.0), levels, num_levels) / num_pos

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from minidet.engine.distributed import all_reduce_mean
+from minidet.engine.distributed import loss_normalizer
 
 
 def normalize_level_losses(level_sums: Tensor, level_num_pos: Tensor, level_resampling: bool = False) -> Tensor:
@@ -31,9 +31,9 @@ def normalize_level_losses(level_sums: Tensor, level_num_pos: Tensor, level_resa
             ``False``: pooled, part ``l`` is ``level_sums[l] / max(1, sum_l N_l)``.
 
     Returns:
-        ``(L,)`` parts. Positive counts are averaged over processes under ``torch.distributed`` (as the
-        pooled count is in RetinaNet), so every process divides by the same numbers.
+        ``(L,)`` parts. Positive counts are pooled over processes under ``torch.distributed``
+        (:func:`~minidet.engine.distributed.loss_normalizer`), so every process divides by the same numbers.
     """
     if level_resampling:
-        return level_sums / all_reduce_mean(level_num_pos).clamp(min=1.0) / level_sums.shape[0]
-    return level_sums / all_reduce_mean(level_num_pos.sum()).clamp(min=1.0)
+        return level_sums / loss_normalizer(level_num_pos) / level_sums.shape[0]
+    return level_sums / loss_normalizer(level_num_pos.sum())
