@@ -2,6 +2,7 @@
 
     python -m minidet.engine.ablation umop --iters 800 --seeds 0 1 --out runs/umop
     python -m minidet.engine.ablation dw --iters 800 --seeds 0 1 --out runs/dw
+    python -m minidet.engine.ablation libra --iters 600 --seeds 0 1 --out runs/libra
 
 The lessons call :func:`run_grid` with the same variants; finished runs (a ``metrics.json`` next to a
 checkpoint at the last iteration) are read back instead of retrained, so a lesson re-executed after the
@@ -48,6 +49,26 @@ def dw_variants(iters: int) -> dict[str, RunConfig]:
         n = cfg.train.iters  # 3 in fast mode
         cfg.train.snapshot_iters = tuple(sorted({max(1, n // 10), max(1, 4 * n // 10)}))
         cfg.model, cfg.model_kwargs = model, dict(kw)
+        variants[name] = cfg
+    return variants
+
+
+LIBRA_COMPONENTS = {
+    "Faster R-CNN": {},
+    "+IoU-balanced sampling": {"iou_balanced": True},
+    "+BFP": {"bfp": True},
+    "+Balanced L1": {"balanced_l1": True},
+    "all three (Libra)": {"iou_balanced": True, "bfp": True, "balanced_l1": True},
+}
+
+
+def libra_variants(iters: int) -> dict[str, RunConfig]:
+    """Libra R-CNN's component ablation (its Table 2) on the shapes data: Faster R-CNN (tiny backbone,
+    RPN anchors 4 x stride), each component alone, and the three together."""
+    variants = {}
+    for name, kw in LIBRA_COMPONENTS.items():
+        cfg = lesson_run_config(iters=iters)
+        cfg.model, cfg.model_kwargs = "faster_rcnn", dict(kw)
         variants[name] = cfg
     return variants
 
@@ -118,17 +139,18 @@ def umop_baselines(names: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
-    p.add_argument("grid", choices=("umop", "dw"))
+    p.add_argument("grid", choices=("umop", "dw", "libra"))
     p.add_argument("--iters", type=int, default=800)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="runs/umop")
     p.add_argument("--data-root", default="data")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
-    variants = umop_variants(args.iters) if args.grid == "umop" else dw_variants(args.iters)
+    variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants}[args.grid](args.iters)
     rows = run_grid(lesson_data(args.data_root), variants, args.seeds, args.out, args.device, progress=True)
     summary = summarize(rows)
-    baselines = umop_baselines(list(summary)) if args.grid == "umop" else {n: "FCOS" for n in summary}
+    first = next(iter(summary))
+    baselines = umop_baselines(list(summary)) if args.grid == "umop" else {n: first for n in summary}
     print(format_table(summary, baselines))
 
 

@@ -44,7 +44,7 @@ class FasterRCNN(Detector):
 
     The training losses are ``loss_rpn_cls``, ``loss_rpn_box``, ``loss_cls`` (softmax cross-entropy over
     the sampled RoIs) and ``loss_box`` (on the positives' class-specific deltas, divided by the number of
-    sampled RoIs, as mmdetection and torchvision); ``rcnn/num_pos`` and ``rcnn/hard_neg_fraction`` (sampled
+    sampled RoIs, as mmdetection and torchvision); ``stats/rcnn_num_pos`` and ``stats/hard_neg_fraction`` (sampled
     negatives with IoU > 0.05, the statistic of Libra R-CNN's Fig. 3) are logged too.
     """
 
@@ -114,8 +114,8 @@ class FasterRCNN(Detector):
             **rpn_losses,
             "loss_cls": torch.where(s.valid, ce, zero).sum() / norm,
             "loss_box": torch.where(s.pos, reg, zero).sum() / norm,
-            "rcnn/num_pos": s.pos.sum(1).float().mean(),
-            "rcnn/hard_neg_fraction": (neg & (s.max_iou > 0.05)).sum() / neg.sum().clamp(min=1),
+            "stats/rcnn_num_pos": s.pos.sum(1).float().mean(),
+            "stats/hard_neg_fraction": (neg & (s.max_iou > 0.05)).sum() / neg.sum().clamp(min=1),
         }
 
     @torch.no_grad()
