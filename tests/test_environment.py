@@ -21,7 +21,8 @@ def test_environment_yml_matches_pyproject():
     assert any(str(d).startswith("python") and project["requires-python"].lstrip(">=") in str(d) for d in deps)
     conda_reqs = {_name(r): r for r in pip if not r.startswith("-e")}
     extras = project["optional-dependencies"]
-    expected = list(project["dependencies"]) + extras["lessons"] + [r for r in extras["test"] if not r.startswith("minidet")]
+    included = [r[len("minidet["):-1] for r in extras["test"] if r.startswith("minidet[")]  # extras that "test" pulls in
+    expected = list(project["dependencies"]) + [r for x in included for r in extras[x]] + [r for r in extras["test"] if not r.startswith("minidet")]
     assert {_name(r): r for r in expected} == conda_reqs  # same packages, same version bounds
     editable = [r for r in pip if r.startswith("-e")]
     assert editable == ["-e .[test]"] and "test" in extras
