@@ -20,7 +20,8 @@ continuous at :math:`|x| = 1`, i.e. :math:`b = e^{\\gamma/\\alpha} - 1`, and ``C
 for :math:`|x| < \\beta` it uses :math:`\\frac{\\alpha}{b}(b|x| + 1)\\ln(b|x|/\\beta + 1) - \\alpha|x|`, otherwise
 :math:`\\gamma|x| + \\gamma/b - \\alpha\\beta`. The loss stays continuous for every ``beta``, but its gradient
 at :math:`|x| = \\beta` jumps from :math:`\\gamma + \\alpha\\,(1 - \\beta)/(\\beta(b + 1))` to :math:`\\gamma`;
-only ``beta = 1`` (the default, and Libra R-CNN's setting) gives the paper's function.
+only ``beta = 1`` (the default, and Libra R-CNN's setting) gives the paper's function. For ``beta != 1``
+the gradient at :math:`x = 0^+` is :math:`\alpha (1/\beta - 1)`, not 0, so the loss also has a kink at zero.
 """
 from __future__ import annotations
 

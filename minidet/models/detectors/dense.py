@@ -13,11 +13,9 @@ from minidet.losses.focal import FocalLoss
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
 from minidet.losses.pfl import ProgressiveFocalLoss
+from minidet.models.detectors.base import Detector
 from minidet.models.postprocess import postprocess_dense
 
-# ImageNet statistics in [0, 1] units; the models take images in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CLS_LOSSES = ("focal", "pfl")
 
 
@@ -35,8 +33,8 @@ def build_cls_loss(cls_loss: str | nn.Module, focal_alpha: float = 0.25, focal_g
     raise ValueError(f"cls_loss must be one of {CLS_LOSSES} or an nn.Module, got {cls_loss!r}")
 
 
-class DenseDetector(nn.Module, ABC):
-    """Base class: ``forward(images, targets)`` -> dict of losses (training) or detections (eval).
+class DenseDetector(Detector, ABC):
+    """Base class of the one-stage detectors (``forward`` and normalisation: :class:`Detector`).
 
     Args:
         backbone: returns ``{"c2": ..., "c5": ...}`` (see :mod:`minidet.models.backbones`).
@@ -78,8 +76,6 @@ class DenseDetector(nn.Module, ABC):
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.score_thresh, self.topk_per_level = score_thresh, topk_per_level
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._levels: dict[tuple, Tensor] = {}
 
     @property
@@ -88,8 +84,7 @@ class DenseDetector(nn.Module, ABC):
 
     def features(self, images: Tensor) -> list[Tensor]:
         """``images`` ``(B, 3, H, W)`` in [0, 1] -> neck outputs, finest first."""
-        x = (images - self.pixel_mean) / self.pixel_std
-        feats = self.backbone(x)
+        feats = self.backbone(self.normalize(images))
         return self.neck([feats[k] for k in self.in_features])
 
     def level_index(self, level_sizes: list[int], device: torch.device) -> Tensor:
@@ -97,6 +92,14 @@ class DenseDetector(nn.Module, ABC):
         key = (tuple(level_sizes), str(device))
         if key not in self._levels:
             self._levels[key] = level_index(level_sizes, device)
+        return self._levels[key]
+
+    def level_sizes_tensor(self, level_sizes: list[int], device: torch.device) -> Tensor:
+        """Cached ``(L,)`` float32 elements per level: copied to the device once per input size, since a
+        host-to-device copy inside the step would wait for the device."""
+        key = ("sizes", tuple(level_sizes), str(device))
+        if key not in self._levels:
+            self._levels[key] = torch.tensor(level_sizes, dtype=torch.float32, device=device)
         return self._levels[key]
 
     def classification_loss(
@@ -144,32 +147,11 @@ class DenseDetector(nn.Module, ABC):
         out = {f"loss_{k}": v.sum() for k, v in level_parts.items()}
         out.update({f"levels/loss_{k}": v.detach() for k, v in level_parts.items()})
         pos_levels = sum_per_level(pos.float(), levels, num_levels)
-        total = torch.tensor(level_sizes, device=pos.device, dtype=torch.float32) * pos.shape[0]
+        total = self.level_sizes_tensor(level_sizes, pos.device) * pos.shape[0]
         out["levels/num_pos"] = pos_levels
         out["levels/num_neg"] = sum_per_level(neg.float(), levels, num_levels)
         out["levels/pos_fraction"] = pos_levels / total
         return out
-
-    def forward(
-        self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, image_sizes: Tensor | None = None
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Train: ``targets`` (one dict per image with ``boxes`` ``(N, 4)`` xyxy and ``labels`` ``(N,)``)
-        -> dict of losses; keys starting with ``loss_`` are scalars that add up to the training loss, the
-        others are per-level components and statistics. Eval -> one detections dict per image.
-
-        ``image_sizes`` ``(B, 2)`` gives each image's un-padded ``(H, W)`` (default: the padded size).
-        """
-        if image_sizes is None:
-            image_sizes = torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
-        if self.training:
-            if targets is None:
-                raise ValueError("targets are required in training mode (call model.eval() for inference)")
-            return self.loss(images, targets, image_sizes)
-        return self.predict(images, image_sizes)
-
-    @abstractmethod
-    def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
-        """Assign targets and compute the training losses of a batch."""
 
     @abstractmethod
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
