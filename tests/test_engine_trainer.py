@@ -157,3 +157,68 @@ def test_seeded_runs_are_bitwise_reproducible_on_cpu(tiny_shapes, tmp_path):
     for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(x, y), k
     assert [r["loss"] for r in a.history.rows] == [r["loss"] for r in b.history.rows]
+
+
+def _fixed_batch(tiny_shapes):
+    from minidet.data import collate_detection
+
+    ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(False, 96))
+    return collate_detection([ds[i] for i in range(4)])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_skipped_step_leaves_weights_and_optimizer_state_as_they_were(tiny_shapes, optimizer):
+    """The non-finite flag stays on the device and the fused optimiser skips on it: after a skipped first
+    step and a good one, the weights equal those of the good step alone (bitwise)."""
+    batch = _fixed_batch(tiny_shapes)
+
+    def trainer():
+        torch.manual_seed(0)
+        model = build_retinanet(6, backbone="tiny", octave_base_scale=2.0)
+        t = Trainer(model, None, TrainConfig(iters=2, optimizer=optimizer, on_nonfinite="skip"), device="cpu")
+        assert t.optimizer.defaults["fused"]  # the fused kernels exist on CPU too
+        return t
+
+    poisoned, clean = trainer(), trainer()
+    start = {k: v.clone() for k, v in poisoned.model.named_parameters()}
+    hook = poisoned.model.register_forward_hook(lambda m, i, out: {**out, "loss_box": out["loss_box"] * float("nan")})
+    out = poisoned.train_step(batch)
+    hook.remove()
+    assert out["skipped"].item() == 1.0 and torch.isnan(out["loss"])
+    for k, v in poisoned.model.named_parameters():
+        assert torch.equal(v, start[k]), k
+    for state in poisoned.optimizer.state.values():  # zero or untouched, never uninitialised memory
+        assert all(torch.count_nonzero(v) == 0 for k, v in state.items() if k != "step"), state.keys()
+    assert poisoned.train_step(batch)["skipped"].item() == 0.0
+    clean.train_step(batch)
+    for (k, a), b in zip(poisoned.model.named_parameters(), clean.model.parameters()):
+        assert torch.equal(a, b), k
+
+
+def test_skipped_steps_are_counted_when_the_history_is_read(tiny_shapes, tmp_path):
+    t = make_trainer(tiny_shapes, None, iters=4, on_nonfinite="skip")
+    calls = {"n": 0}
+
+    def every_other(module, inputs, out):
+        calls["n"] += 1
+        return {**out, "loss_cls": out["loss_cls"] * float("inf")} if calls["n"] % 2 else out
+
+    t.model.register_forward_hook(every_other)
+    t.fit(progress=False)
+    assert t.skipped_steps == 2
+    assert [r["skipped"] for r in t.history.rows] == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(tiny_shapes):
+    """``TrainConfig(compile=True)``: torch.compile of the model (about 2-3 min of compilation on 2 CPU cores)."""
+    import torch._dynamo.exc
+    import torch._inductor.exc
+
+    t = make_trainer(tiny_shapes, None, iters=2, compile=True)
+    try:
+        history = t.fit(progress=False)
+    except (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError) as exc:
+        pytest.skip(f"torch.compile cannot build kernels on this machine: {type(exc).__name__}: {str(exc)[:300]}")
+    assert t.net is not t.model and len(history.rows) == 2
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history.rows)

@@ -24,7 +24,7 @@ Batched over images and ground truths (padded and masked), without a Python loop
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -69,6 +69,14 @@ class FCOSAssigner:
 
     scale_ranges: tuple[tuple[float, float], ...] = FCOS_RANGES
     center_sampling_radius: float | None = 1.5
+    _ranges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def ranges(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """``(L, 2)`` scale ranges on ``device``, cached: a host-to-device copy in every step would wait."""
+        key = (tuple(map(tuple, self.scale_ranges)), str(device), dtype)
+        if key not in self._ranges:
+            self._ranges[key] = torch.tensor(self.scale_ranges, dtype=dtype, device=device)
+        return self._ranges[key]
 
     @torch.no_grad()
     def assign(self, points: Tensor, strides: Tensor, level_index: Tensor, gt_boxes: Tensor, gt_valid: Tensor
@@ -86,7 +94,7 @@ class FCOSAssigner:
         Returns:
             An :class:`AssignResult` with ``neg == ~pos``; ``max_iou`` is 0 (a point has no box to overlap).
         """
-        ranges = torch.tensor(self.scale_ranges, dtype=points.dtype, device=points.device)  # (L, 2)
+        ranges = self.ranges(points.device, points.dtype)  # (L, 2)
         ltrb = ltrb_targets(points, gt_boxes)  # (B, A, G, 4)
         ok = (ltrb.min(-1).values > 0) & gt_valid[:, None]  # (B, A, G) inside the box
         if self.center_sampling_radius:

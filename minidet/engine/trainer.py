@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from minidet.engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from minidet.engine.distributed import is_dist, rank
-from minidet.engine.history import History, first_nonfinite
+from minidet.engine.distributed import all_reduce_sum, is_dist, rank
+from minidet.engine.history import History
 from minidet.engine.schedule import lr_factor
 from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -76,15 +77,32 @@ class TrainConfig:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum or AdamW; no weight decay on norm layers and biases (1-D parameters)."""
+    """SGD with momentum or AdamW; no weight decay on norm layers and biases (1-D parameters).
+
+    The fused implementation when the parameters' device has one: it reads ``optimizer.found_inf`` (a 0-d
+    float tensor) on the device and leaves parameters and state untouched when it is non-zero, which is
+    how :meth:`Trainer.train_step` skips a non-finite step without a host synchronisation. SGD's
+    momentum buffers start at zero rather than lazily: a skipped first step would otherwise leave the
+    fused kernel's uninitialised buffers in place (``momentum * 0 + g`` equals the lazy ``g`` exactly)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+    def make(fused: bool | None) -> torch.optim.Optimizer:
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, fused=fused)
+
+    try:
+        opt = make(True)
+    except RuntimeError:  # no fused kernel for this device or dtype: torch's default implementation
+        opt = make(None)
+    if cfg.optimizer == "sgd" and cfg.momentum:
+        for p in decay + no_decay:
+            opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    return opt
 
 
 class Trainer:
@@ -137,7 +155,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        self.history.flush()
+        self._flush()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -198,39 +216,73 @@ class Trainer:
             epoch, offset = epoch + 1, 0
 
     def train_step(self, batch) -> dict[str, Tensor]:
-        """One optimisation step on ``batch`` (an :class:`~minidet.data.collate.ImageBatch`)."""
+        """One optimisation step on ``batch`` (an :class:`~minidet.data.collate.ImageBatch`), without a host
+        synchronisation when the optimiser is fused (:func:`build_optimizer`).
+
+        A non-finite loss must never reach the weights. The step computes ``skipped`` on the device (1 when
+        the total loss of any process is NaN or infinite) and hands it to the fused optimiser as
+        ``found_inf``: parameters and optimiser state then stay as they were. With float16 the backward loss
+        is multiplied by NaN instead, so that the gradient scaler sees non-finite gradients and skips the
+        step (and lowers its scale). The host reads ``skipped`` with the losses when the history is flushed
+        (:meth:`_flush`, every ``log_interval`` steps), where ``on_nonfinite`` acts. Without a fused kernel
+        for the device the flag is read at once: one synchronisation per step.
+
+        Returns the model's loss dict plus ``loss`` (the total) and ``skipped`` (0-d, on the device).
+        """
         batch = batch.to(self.device, non_blocking=True)
         if self.config.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             out = self.net(batch.images, batch.targets, batch.image_sizes)
-        losses = {k: v for k, v in out.items() if k.startswith("loss_")}
-        total = sum(losses.values())
+        total = sum(v for k, v in out.items() if k.startswith("loss_"))
+        # every process must skip together, or their weights part: pool the flag (a no-op in one process)
+        skipped = all_reduce_sum((~torch.isfinite(total.detach())).float()).clamp(max=1.0)
+        out["loss"], out["skipped"] = total, skipped
         self.optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(total)):  # one host sync per step: the price of never stepping on NaN
-            self._nonfinite(losses)
-            out["loss"] = total
-            return out
+        if self.scaler.is_enabled():
+            total = total * torch.where(skipped > 0, torch.nan, 1.0)
         self.scaler.scale(total).backward()
         if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # a fused optimiser gets the scaler's found_inf on the device
+        elif self.optimizer.defaults.get("fused"):
+            self.optimizer.found_inf = skipped
+            self.optimizer.step()
+            del self.optimizer.found_inf
+        elif not bool(skipped):  # no fused kernel: the host decides
+            self.optimizer.step()
         self.scaler.update()
-        out["loss"] = total
         return out
 
-    def _nonfinite(self, losses: dict[str, Tensor]) -> None:
-        name = first_nonfinite(losses) or "loss"
-        if self.config.on_nonfinite == "skip":
-            self.skipped_steps += 1
-            return
-        where = str(self.last_checkpoint) if self.last_checkpoint else "none saved yet"
-        raise NonFiniteLossError(
-            f"{name} is {float(losses[name].detach().float().sum())} at iteration {self.iteration}; "
-            f"weights were not updated. Last good checkpoint: {where}. Lower the learning rate, check the data, "
-            "or train with on_nonfinite='skip'."
-        )
+    def advance(self, out: dict[str, Tensor]) -> None:
+        """After a step: learning-rate schedule, iteration count, history row (no host synchronisation)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        with warnings.catch_warnings():  # a skipped (non-finite) step still advances the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
+        self.iteration += 1
+        self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/", "stats/", "skipped"))})
+
+    def _flush(self) -> list[dict[str, Any]]:
+        """Copy the pending history rows to the host (the one synchronisation, every ``log_interval`` steps
+        and before a checkpoint) and act on skipped steps: count them, or raise (``on_nonfinite="raise"``)."""
+        rows = self.history.flush()
+        bad = [r for r in rows if r.get("skipped")]
+        if bad and self.config.on_nonfinite == "raise":
+            row = bad[0]
+            names = [k for k, v in row.items() if k.startswith("loss") and isinstance(v, float) and not math.isfinite(v)]
+            name = next((k for k in names if k.startswith("loss_")), names[0] if names else None)
+            what = f"{name} is {row[name]}" if name else "the loss of another process is not finite"
+            where = str(self.last_checkpoint) if self.last_checkpoint else "none saved yet"
+            raise NonFiniteLossError(
+                f"{what} at iteration {row['iter'] - 1}; that step did not update the weights (seen at iteration "
+                f"{self.iteration}, when the history was read). Last good checkpoint: {where}. Lower the learning "
+                "rate, check the data, or train with on_nonfinite='skip'."
+            )
+        self.skipped_steps += len(bad)
+        return rows
 
     def fit(self, progress: bool = True) -> History:
         """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history."""
@@ -245,16 +297,10 @@ class Trainer:
         bar = tqdm(total=cfg.iters, initial=self.iteration, disable=not progress or rank() != 0, desc="train", dynamic_ncols=True)
         start = time.perf_counter()
         for batch in self._batches():
-            out = self.train_step(batch)
-            lr = self.optimizer.param_groups[0]["lr"]
-            with warnings.catch_warnings():  # a skipped (non-finite) step still advances the schedule
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-                self.scheduler.step()
-            self.iteration += 1
-            self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/"))})
+            self.advance(self.train_step(batch))
             bar.update(1)
             if self.iteration % cfg.log_interval == 0 or self.iteration == cfg.iters:
-                rows = self.history.flush()
+                rows = self._flush()
                 last = rows[-1]
                 bar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k.startswith("loss") and isinstance(v, float)}, refresh=False)
                 for cb in self.callbacks:

@@ -119,7 +119,8 @@ class DualWeighting(DenseDetector):
         """
         b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
         # Padding boxes become a unit box so GIoU stays finite (their pairs get zero weight anyway).
-        safe_gt = torch.where(gt_valid[..., None], gt_boxes, gt_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]))
+        unit = (torch.arange(4, device=gt_boxes.device) >= 2).to(gt_boxes.dtype)  # (0, 0, 1, 1), made on the device
+        safe_gt = torch.where(gt_valid[..., None], gt_boxes, unit)
         reg = giou_loss(boxes[:, :, None].expand(b, a, g, 4), safe_gt[:, None].expand(b, a, g, 4))  # (B, A, G)
         p_loc = dw.localization_score(reg, self.beta)
         p_cls = torch.gather(scores, 2, gt_labels.clamp(min=0)[:, None].expand(b, a, g))  # (B, A, G)
