@@ -16,7 +16,8 @@ several ground truths claim goes to the one it overlaps most; every other anchor
 no ignored anchors). ``std`` is the unbiased estimate (``torch.std``'s default), as in the authors'
 code and mmdetection; "inside" means at least ``eps = 0.01`` pixels from every side, as in both.
 
-Batched over images and ground truths (padded and masked); the only loop is over pyramid levels.
+Batched over images and ground truths (padded and masked); the only loops are over pyramid levels and,
+for crowded images, over chunks of ground truths (:mod:`minidet.assigners.chunks`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from minidet.assigners.chunks import gt_chunks, merge_best
 from minidet.assigners.max_iou import AssignResult
 from minidet.boxes.ops import batched_box_iou
 
@@ -39,11 +41,13 @@ class ATSSAssigner:
     """ATSS with ``topk`` candidates per level and per ground truth (9 in the paper).
 
     The authors' code takes ``topk x anchors-per-cell`` candidates per level; ATSS uses one anchor per
-    cell, where the two agree. Here ``topk`` counts anchors, as in mmdetection.
+    cell, where the two agree. Here ``topk`` counts anchors, as in mmdetection. ``gt_chunk``: ground truths
+    handled at once (default: as many as :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; same result).
     """
 
     topk: int = 9
     eps: float = 0.01
+    gt_chunk: int | None = None
 
     @torch.no_grad()
     def assign(self, anchors: Tensor, level_sizes: list[int], gt_boxes: Tensor, gt_valid: Tensor) -> AssignResult:
@@ -59,27 +63,36 @@ class ATSSAssigner:
             An :class:`AssignResult` with ``neg == ~pos``; ``max_iou`` is the IoU with the best valid
             ground truth (``-1`` for images without objects).
         """
-        iou = batched_box_iou(anchors, gt_boxes)  # (B, A, G)
+        best, pos, max_iou = None, None, None
+        for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * anchors.shape[0], self.gt_chunk):
+            iou, pos_of_gt = self._positives_of_each_gt(anchors, level_sizes, gt_boxes[:, sl], gt_valid[:, sl])
+            claimed = iou.masked_fill(~pos_of_gt, -1.0)
+            best = merge_best(best, *claimed.max(dim=2), sl.start)  # several claims: the highest IoU wins
+            claims = pos_of_gt.any(dim=2)
+            pos = claims if pos is None else pos | claims
+            top = iou.masked_fill(~gt_valid[:, None, sl], -1.0).max(dim=2).values
+            max_iou = top if max_iou is None else torch.maximum(max_iou, top)
+        return AssignResult(matched_gt=best[1], pos=pos, neg=~pos, max_iou=max_iou)
+
+    def _positives_of_each_gt(self, anchors: Tensor, level_sizes: list[int], gt_boxes: Tensor, gt_valid: Tensor
+                              ) -> tuple[Tensor, Tensor]:
+        """IoU ``(B, A, g)`` and the ATSS positives of each ground truth ``(B, A, g)`` bool, before
+        anchors claimed by several ground truths are resolved (everything here is per ground truth)."""
+        iou = batched_box_iou(anchors, gt_boxes)  # (B, A, g)
         dist = torch.linalg.vector_norm(box_centers(anchors)[None, :, None] - box_centers(gt_boxes)[:, None], dim=-1)
 
         candidates, start = [], 0  # per level: the topk closest anchors to each ground-truth centre
         for size in level_sizes:
             k = min(self.topk, size)
-            idx = dist[:, start:start + size].topk(k, dim=1, largest=False).indices  # (B, k, G)
+            idx = dist[:, start:start + size].topk(k, dim=1, largest=False).indices  # (B, k, g)
             candidates.append(idx + start)
             start += size
-        cand = torch.cat(candidates, dim=1)  # (B, K, G) anchor indices, distinct per (image, gt)
+        cand = torch.cat(candidates, dim=1)  # (B, K, g) anchor indices, distinct per (image, gt)
 
-        cand_iou = torch.gather(iou, 1, cand)  # (B, K, G)
-        thresh = cand_iou.mean(1) + cand_iou.std(1).nan_to_num(0.0)  # (B, G): t_g = m_g + v_g (unbiased std)
-        cand_boxes = gt_boxes[:, None].expand(-1, cand.shape[1], -1, -1)  # (B, K, G, 4)
-        cand_xy = box_centers(anchors)[cand]  # (B, K, G, 2)
+        cand_iou = torch.gather(iou, 1, cand)  # (B, K, g)
+        thresh = cand_iou.mean(1) + cand_iou.std(1).nan_to_num(0.0)  # (B, g): t_g = m_g + v_g (unbiased std)
+        cand_boxes = gt_boxes[:, None].expand(-1, cand.shape[1], -1, -1)  # (B, K, g, 4)
+        cand_xy = box_centers(anchors)[cand]  # (B, K, g, 2)
         sides = torch.cat([cand_xy - cand_boxes[..., :2], cand_boxes[..., 2:] - cand_xy], dim=-1)  # l, t, r, b
         is_pos = (cand_iou >= thresh[:, None]) & (sides.min(-1).values > self.eps) & gt_valid[:, None]
-
-        pos_of_gt = torch.zeros_like(iou, dtype=torch.bool).scatter_(1, cand, is_pos)  # (B, A, G)
-        claimed = iou.masked_fill(~pos_of_gt, -1.0)
-        matched = claimed.max(dim=2).indices  # an anchor claimed by several gts goes to its highest IoU
-        pos = pos_of_gt.any(dim=2)
-        max_iou = iou.masked_fill(~gt_valid[:, None], -1.0).max(dim=2).values
-        return AssignResult(matched_gt=matched, pos=pos, neg=~pos, max_iou=max_iou)
+        return iou, torch.zeros_like(iou, dtype=torch.bool).scatter_(1, cand, is_pos)

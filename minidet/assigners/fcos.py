@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from minidet.assigners.chunks import gt_chunks, merge_best
 from minidet.assigners.max_iou import AssignResult
 
 INF = math.inf
@@ -65,10 +66,13 @@ class FCOSAssigner:
         scale_ranges: ``(m_{l-1}, m_l)`` of each level, finest first (:data:`FCOS_RANGES`; see
             :func:`scaled_ranges` for smaller images).
         center_sampling_radius: ``r`` in strides; ``None`` or 0 gives the paper's "anywhere in the box".
+        gt_chunk: ground truths compared at once (default: as many as
+            :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; same result either way).
     """
 
     scale_ranges: tuple[tuple[float, float], ...] = FCOS_RANGES
     center_sampling_radius: float | None = 1.5
+    gt_chunk: int | None = None
     _ranges: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def ranges(self, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -95,21 +99,25 @@ class FCOSAssigner:
             An :class:`AssignResult` with ``neg == ~pos``; ``max_iou`` is 0 (a point has no box to overlap).
         """
         ranges = self.ranges(points.device, points.dtype)  # (L, 2)
-        ltrb = ltrb_targets(points, gt_boxes)  # (B, A, G, 4)
-        ok = (ltrb.min(-1).values > 0) & gt_valid[:, None]  # (B, A, G) inside the box
-        if self.center_sampling_radius:
-            centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # (B, G, 2)
-            r = (self.center_sampling_radius * strides)[None, :, None, None]  # (1, A, 1, 1)
-            lo = torch.maximum(centre[:, None] - r, gt_boxes[:, None, :, :2])  # sub-box clipped to the gt
-            hi = torch.minimum(centre[:, None] + r, gt_boxes[:, None, :, 2:])
-            p = points[None, :, None]
-            ok &= torch.cat([p - lo, hi - p], dim=-1).min(-1).values > 0
-        reach = ltrb.max(-1).values  # (B, A, G) the size the point's level must be in charge of
         lvl = ranges[level_index][None, :, None]  # (1, A, 1, 2)
-        ok &= (reach >= lvl[..., 0]) & (reach <= lvl[..., 1])
+        best, pos = None, torch.zeros(gt_boxes.shape[0], points.shape[0], dtype=torch.bool, device=points.device)
+        for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * points.shape[0], self.gt_chunk):
+            boxes = gt_boxes[:, sl]
+            ltrb = ltrb_targets(points, boxes)  # (B, A, g, 4)
+            ok = (ltrb.min(-1).values > 0) & gt_valid[:, None, sl]  # (B, A, g) inside the box
+            if self.center_sampling_radius:
+                centre = (boxes[..., :2] + boxes[..., 2:]) / 2  # (B, g, 2)
+                r = (self.center_sampling_radius * strides)[None, :, None, None]  # (1, A, 1, 1)
+                lo = torch.maximum(centre[:, None] - r, boxes[:, None, :, :2])  # sub-box clipped to the gt
+                hi = torch.minimum(centre[:, None] + r, boxes[:, None, :, 2:])
+                p = points[None, :, None]
+                ok &= torch.cat([p - lo, hi - p], dim=-1).min(-1).values > 0
+            reach = ltrb.max(-1).values  # (B, A, g) the size the point's level must be in charge of
+            ok &= (reach >= lvl[..., 0]) & (reach <= lvl[..., 1])
 
-        area = (gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1])  # (B, G)
-        claimed = torch.where(ok, area[:, None], torch.full_like(reach, INF))
-        matched = claimed.argmin(dim=2)  # smallest area wins; argmin returns the first of equal values
-        pos = ok.any(dim=2)
-        return AssignResult(matched_gt=matched, pos=pos, neg=~pos, max_iou=torch.zeros_like(reach[..., 0]))
+            area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])  # (B, g)
+            claimed = torch.where(ok, area[:, None], torch.full_like(reach, INF))
+            idx = claimed.argmin(dim=2)  # smallest area wins; argmin returns the first of equal values
+            best = merge_best(best, claimed.gather(2, idx[..., None]).squeeze(2), idx, sl.start, largest=False)
+            pos |= ok.any(dim=2)
+        return AssignResult(matched_gt=best[1], pos=pos, neg=~pos, max_iou=torch.zeros_like(best[0]))

@@ -2,6 +2,7 @@
 
 Batched over images: ground truths are padded to the largest count in the batch and masked, so a
 whole batch is assigned with a handful of tensor operations and no Python loop over images or boxes.
+Crowded batches go through in chunks of ground truths (:mod:`minidet.assigners.chunks`).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from minidet.assigners.chunks import gt_chunks, merge_best
 from minidet.boxes.ops import batched_box_iou
 
 
@@ -43,13 +45,15 @@ class MaxIoUAssigner:
       IoU with it equals its own highest IoU (if ``>= min_pos_iou``), so that no object is left without
       a positive. As in torchvision and Detectron, such an anchor keeps its own best ground truth.
 
-    RetinaNet uses ``(0.5, 0.4)``; the RPN uses ``(0.7, 0.3)``.
+    RetinaNet uses ``(0.5, 0.4)``; the RPN uses ``(0.7, 0.3)``. ``gt_chunk``: ground truths compared at
+    once (default: as many as :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; same result either way).
     """
 
     pos_iou_thr: float = 0.5
     neg_iou_thr: float = 0.4
     min_pos_iou: float = 0.0
     allow_low_quality_matches: bool = True
+    gt_chunk: int | None = None
 
     @torch.no_grad()
     def assign(self, anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> AssignResult:
@@ -63,15 +67,16 @@ class MaxIoUAssigner:
         Returns:
             An :class:`AssignResult`; images without objects get all anchors negative.
         """
-        iou = batched_box_iou(anchors, gt_boxes)  # (B, A, G)
-        iou = iou.masked_fill(~gt_valid[:, None, :], -1.0)
-        max_iou, matched = iou.max(dim=2)  # (B, A)
-        pos = max_iou >= self.pos_iou_thr
-        neg = max_iou < self.neg_iou_thr
-        if self.allow_low_quality_matches:
-            gt_best = iou.max(dim=1, keepdim=True).values  # (B, 1, G)
-            ok = gt_valid[:, None, :] & (gt_best > 0) & (gt_best >= self.min_pos_iou)
-            is_best = ((iou == gt_best) & ok).any(dim=2)  # (B, A)
-            pos = pos | is_best
-        neg = neg & ~pos
+        best, is_best = None, torch.zeros(gt_boxes.shape[0], anchors.shape[0], dtype=torch.bool, device=anchors.device)
+        for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * anchors.shape[0], self.gt_chunk):
+            valid = gt_valid[:, None, sl]
+            iou = batched_box_iou(anchors, gt_boxes[:, sl]).masked_fill(~valid, -1.0)  # (B, A, g)
+            best = merge_best(best, *iou.max(dim=2), sl.start)  # (B, A) best IoU and its ground truth
+            if self.allow_low_quality_matches:
+                gt_best = iou.max(dim=1, keepdim=True).values  # (B, 1, g)
+                ok = valid & (gt_best > 0) & (gt_best >= self.min_pos_iou)
+                is_best |= ((iou == gt_best) & ok).any(dim=2)  # (B, A)
+        max_iou, matched = best
+        pos = (max_iou >= self.pos_iou_thr) | is_best
+        neg = (max_iou < self.neg_iou_thr) & ~pos
         return AssignResult(matched_gt=matched, pos=pos, neg=neg, max_iou=max_iou)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from minidet.assigners import dw_weights as dw
+from minidet.assigners.chunks import gt_chunks
 from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import batched_box_iou, pad_targets
 from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
@@ -50,6 +52,8 @@ class DualWeighting(DenseDetector):
         beta: ``p_loc = exp(-beta * GIoU loss)`` (5).
         neg_prob_form, neg_iou_threshold, gamma1, gamma2: negative weighting (``"code"``, 0.5, 2, 2).
         pos_loss_weight: ``lambda`` on both positive losses (0.25).
+        gt_chunk: ground truths weighted at once in :meth:`loss` (default: as many as
+            :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; the same losses up to float rounding).
         **kwargs: inference settings for :class:`DenseDetector` (``nms_thresh`` defaults to DW's 0.6).
             DW has its own classification loss: ``cls_loss`` must stay ``"focal"`` (unused) and
             ``level_resampling`` off.
@@ -74,6 +78,7 @@ class DualWeighting(DenseDetector):
         gamma1: float = 2.0,
         gamma2: float = 2.0,
         pos_loss_weight: float = 0.25,
+        gt_chunk: int | None = None,
         **kwargs,
     ) -> None:
         if kwargs.get("cls_loss", "focal") != "focal" or kwargs.get("level_resampling", False):
@@ -93,6 +98,7 @@ class DualWeighting(DenseDetector):
         self.beta, self.neg_prob_form = beta, neg_prob_form
         self.neg_iou_threshold, self.gamma1, self.gamma2 = neg_iou_threshold, gamma1, gamma2
         self.pos_loss_weight = pos_loss_weight
+        self.gt_chunk = gt_chunk
 
     def dense_outputs(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
         """Joint ``scores`` ``(B, A, C)`` (float32 probabilities, with gradient), decoded ``boxes``
@@ -117,6 +123,14 @@ class DualWeighting(DenseDetector):
             ``p_cls``, ``p_loc``, ``prior``, ``w_pos``, ``iou``, ``inside``: ``(B, A, G)``; ``p_neg``,
             ``w_neg``: ``(B, A, C)``. ``iou``, ``inside`` and ``p_neg`` carry no gradient.
         """
+        m = {**self._pos_maps(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid),
+             **self._neg_maps(boxes, points, gt_boxes, gt_labels, gt_valid)}
+        return {**m, "w_neg": dw.dw_neg_weight(m["p_neg"], scores, self.gamma2)}
+
+    def _pos_maps(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                  gt_labels: Tensor, gt_valid: Tensor) -> dict[str, Tensor]:
+        """``p_cls``, ``p_loc`` (with gradient), ``prior`` and ``w_pos``, all ``(B, A, G)``: everything per
+        (point, ground truth), so a chunk of ground truths gives its own columns."""
         b, a, g = scores.shape[0], scores.shape[1], gt_boxes.shape[1]
         # Padding boxes become a unit box so GIoU stays finite (their pairs get zero weight anyway).
         unit = (torch.arange(4, device=gt_boxes.device) >= 2).to(gt_boxes.dtype)  # (0, 0, 1, 1), made on the device
@@ -127,31 +141,64 @@ class DualWeighting(DenseDetector):
         prior = dw.center_prior(points, strides, gt_boxes, gt_valid, self.prior_sigma, soft=self.soft_prior,
                                 threshold=self.prior_threshold)
         w_pos = dw.dw_pos_weight(p_cls, p_loc, prior, self.mu, self.pos_weight_form, self.mu_denominator)
-        with torch.no_grad():
-            inside = dw.inside_boxes(points, gt_boxes, gt_valid)
-            iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)  # (B, A, G)
-            p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form)
-            p_neg = dw.neg_prob_per_class(p_neg_gt, gt_labels, self.num_classes)  # (B, A, C)
-        return {"p_cls": p_cls, "p_loc": p_loc, "prior": prior, "w_pos": w_pos, "iou": iou, "inside": inside,
-                "p_neg": p_neg, "w_neg": dw.dw_neg_weight(p_neg, scores, self.gamma2)}
+        return {"p_cls": p_cls, "p_loc": p_loc, "prior": prior, "w_pos": w_pos}
+
+    @torch.no_grad()
+    def _neg_maps(self, boxes: Tensor, points: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor
+                  ) -> dict[str, Tensor]:
+        """``inside``, ``iou`` ``(B, A, G)`` and ``p_neg`` ``(B, A, C)`` (the minimum over these ground truths)."""
+        inside = dw.inside_boxes(points, gt_boxes, gt_valid)
+        iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)  # (B, A, G)
+        p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form)
+        return {"iou": iou, "inside": inside, "p_neg": dw.neg_prob_per_class(p_neg_gt, gt_labels, self.num_classes)}
+
+    def _pos_loss_sums(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                       gt_labels: Tensor, gt_valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Positive classification and localisation losses summed over the ground truths ``(B, A)`` each, and
+        the candidate points ``(B, A)`` (non-zero prior for one of them)."""
+        m = self._pos_maps(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid)
+        cls_pos, loc = dw_pos_losses(m["p_cls"], m["p_loc"], m["w_pos"], self.pos_loss_weight)  # (B, A, G) each
+        return cls_pos.sum(2), loc.sum(2), (m["prior"] > 0).any(dim=2)
 
     def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
         scores, boxes, points, strides, level_sizes = self.dense_outputs(images)
-        num_levels = len(level_sizes)
         levels = self.level_index(level_sizes, images.device)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
-        m = self.weights(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid)
+        parts, candidate = self.weighted_losses(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid, levels,
+                                                len(level_sizes))
+        return self.loss_dict(parts, candidate, ~candidate, levels, level_sizes)
 
-        cls_pos, loc = dw_pos_losses(m["p_cls"], m["p_loc"], m["w_pos"], self.pos_loss_weight)  # (B, A, G) each
-        neg = dw_neg_loss(scores, m["w_neg"])  # (B, A, C)
-        num_gt, positiveness = dw_normalizers(gt_valid, m["p_neg"])
+    def weighted_losses(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
+                        gt_labels: Tensor, gt_valid: Tensor, levels: Tensor, num_levels: int
+                        ) -> tuple[dict[str, Tensor], Tensor]:
+        """Per-level parts of ``cls_pos``, ``box`` and ``cls_neg`` (each ``(L,)``) and the candidate points
+        ``(B, A)`` bool, from the network's ``scores`` and ``boxes`` (arguments as :meth:`weights`).
+
+        Crowded images go a chunk of ground truths at a time (:func:`~minidet.assigners.chunks.gt_chunks`):
+        the positive losses add up over chunks and ``P_neg`` is their minimum, as over all ground truths at
+        once; each chunk's positive branch is recomputed in the backward pass
+        (:func:`torch.utils.checkpoint.checkpoint`), so only one chunk's ``(B, A, g)`` maps live at a time."""
+        chunks = gt_chunks(gt_boxes.shape[1], scores.shape[0] * scores.shape[1], self.gt_chunk)
+        cls_pos = loc = candidate = p_neg = None
+        for sl in chunks:
+            gt = (gt_boxes[:, sl], gt_labels[:, sl], gt_valid[:, sl])
+            if len(chunks) == 1:
+                sums = self._pos_loss_sums(scores, boxes, points, strides, *gt)
+            else:
+                sums = checkpoint(self._pos_loss_sums, scores, boxes, points, strides, *gt, use_reentrant=False)
+            neg_c = self._neg_maps(boxes, points, *gt)["p_neg"]
+            if cls_pos is None:
+                (cls_pos, loc, candidate), p_neg = sums, neg_c
+            else:
+                cls_pos, loc, candidate, p_neg = cls_pos + sums[0], loc + sums[1], candidate | sums[2], torch.minimum(p_neg, neg_c)
+        neg = dw_neg_loss(scores, dw.dw_neg_weight(p_neg, scores, self.gamma2))  # (B, A, C)
+        num_gt, positiveness = dw_normalizers(gt_valid, p_neg)
         parts = {
-            "cls_pos": sum_per_level(cls_pos.sum(2), levels, num_levels) / num_gt,
-            "box": sum_per_level(loc.sum(2), levels, num_levels) / num_gt,
+            "cls_pos": sum_per_level(cls_pos, levels, num_levels) / num_gt,
+            "box": sum_per_level(loc, levels, num_levels) / num_gt,
             "cls_neg": sum_per_level(neg, levels, num_levels) / positiveness,
         }
-        candidate = (m["prior"] > 0).any(dim=2)  # (B, A)
-        return self.loss_dict(parts, candidate, ~candidate, levels, level_sizes)
+        return parts, candidate
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         scores, boxes, _, _, level_sizes = self.dense_outputs(images)
