@@ -124,3 +124,21 @@ def test_torchrun_cli_trains_with_two_processes(tiny_shapes, tmp_path):
     assert proc.stdout.count("minidet: training") == 1 and proc.stdout.count("COCO bbox metrics") == 1
     assert torch.load(out / "last.pt", weights_only=True)["iteration"] == 2
     assert (out / "metrics.json").is_file()
+
+
+def test_trainer_wraps_in_ddp_and_refuses_sync_bn_on_cpu(tmp_path):
+    """A one-process gloo group: the step goes through DistributedDataParallel, checkpoints keep plain keys."""
+    import torch.distributed as dist
+
+    from minidet.errors import ConfigError
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        trainer = Trainer(VARIANTS["retinanet"](), None, TrainConfig(iters=1, amp=False), device="cpu")
+        assert isinstance(trainer.net, nn.parallel.DistributedDataParallel) and trainer.net.module is trainer.model
+        assert torch.isfinite(trainer.train_step(fixed_batch())["loss"])
+        assert not any(k.startswith("module.") for k in trainer.state_dict()["model"])
+        with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
+            Trainer(VARIANTS["retinanet"](), None, TrainConfig(iters=1, sync_bn=True), device="cpu")
+    finally:
+        dist.destroy_process_group()

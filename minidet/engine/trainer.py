@@ -35,8 +35,11 @@ class TrainConfig:
     latter with a gradient scaler) and is ignored on CPU. ``channels_last`` stores the model and images
     NHWC, which made the tiny backbone's training step 19 % faster on 2 CPU cores (see README).
     ``snapshot_iters`` keeps extra checkpoints ``iter_<n>.pt`` at those iterations (to look at a model at
-    several moments of training; ``last.pt`` is always the latest). ``on_nonfinite`` is ``"raise"`` (stop with a
-    message naming the loss component, iteration and last checkpoint) or ``"skip"`` (drop the step).
+    several moments of training; ``last.pt`` is always the latest). A step whose loss is not finite never
+    updates the weights; the host learns of it when it reads the history (every ``log_interval`` steps and
+    before each checkpoint, so that the step itself needs no synchronisation), and ``on_nonfinite`` then
+    says what to do: ``"raise"`` (stop with a message naming the loss component, its iteration and the last
+    checkpoint) or ``"skip"`` (count it and go on).
     Under ``torch.distributed`` the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`;
     ``sync_bn`` then turns its batch norms into :class:`~torch.nn.SyncBatchNorm` (statistics over the global
     batch; CUDA only). ``compile`` runs the model through :func:`torch.compile` (measure before relying on it).
@@ -127,6 +130,8 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if config.sync_bn and is_dist():
+            if self.device.type != "cuda":
+                raise ConfigError(f"sync_bn needs CUDA: torch's SyncBatchNorm has no {self.device.type} implementation")
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         # ``self.model`` is the detector itself (checkpoints, evaluation); ``self.net`` is what a step calls.
         self.net: nn.Module = self.model
