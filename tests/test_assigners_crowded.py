@@ -57,6 +57,17 @@ def test_max_iou_in_chunks_equals_all_at_once(chunk):
     assert_same(MaxIoUAssigner(gt_chunk=chunk).assign(anchors, boxes, valid), whole)
 
 
+def test_max_iou_in_chunks_with_per_image_boxes():
+    """Second-stage use: every image has its own boxes to assign (proposals), ``(B, N, 4)``."""
+    boxes, _, valid = crowd()
+    gen = torch.Generator().manual_seed(2)
+    xy = torch.rand(2, 300, 2, generator=gen) * 100
+    proposals = torch.cat([xy, xy + torch.rand(2, 300, 2, generator=gen) * 50 + 4], -1)
+    whole = MaxIoUAssigner().assign(proposals, boxes, valid)
+    assert whole.pos.shape == (2, 300) and whole.pos.any()
+    assert_same(MaxIoUAssigner(gt_chunk=3).assign(proposals, boxes, valid), whole)
+
+
 @pytest.mark.parametrize("chunk", [1, 4])
 def test_atss_in_chunks_equals_all_at_once(chunk):
     per_level = AnchorGenerator(STRIDES, octave_base_scale=8.0, scales_per_octave=1, ratios=(1.0,))(feature_sizes(128))

@@ -60,23 +60,26 @@ class MaxIoUAssigner:
         """Assign a batch.
 
         Args:
-            anchors: ``(A, 4)`` xyxy anchors shared by the batch.
+            anchors: ``(A, 4)`` xyxy anchors shared by the batch, or ``(B, A, 4)`` per image (e.g. proposals).
             gt_boxes: ``(B, G, 4)`` padded ground-truth boxes.
             gt_valid: ``(B, G)`` bool, ``False`` on padding.
 
         Returns:
             An :class:`AssignResult`; images without objects get all anchors negative.
         """
-        best, is_best = None, torch.zeros(gt_boxes.shape[0], anchors.shape[0], dtype=torch.bool, device=anchors.device)
-        for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * anchors.shape[0], self.gt_chunk):
+        best = is_best = None
+        for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * anchors.shape[-2], self.gt_chunk):
             valid = gt_valid[:, None, sl]
             iou = batched_box_iou(anchors, gt_boxes[:, sl]).masked_fill(~valid, -1.0)  # (B, A, g)
             best = merge_best(best, *iou.max(dim=2), sl.start)  # (B, A) best IoU and its ground truth
             if self.allow_low_quality_matches:
                 gt_best = iou.max(dim=1, keepdim=True).values  # (B, 1, g)
                 ok = valid & (gt_best > 0) & (gt_best >= self.min_pos_iou)
-                is_best |= ((iou == gt_best) & ok).any(dim=2)  # (B, A)
+                hit = ((iou == gt_best) & ok).any(dim=2)  # (B, A)
+                is_best = hit if is_best is None else is_best | hit
         max_iou, matched = best
-        pos = (max_iou >= self.pos_iou_thr) | is_best
+        pos = max_iou >= self.pos_iou_thr
+        if is_best is not None:
+            pos = pos | is_best
         neg = (max_iou < self.neg_iou_thr) & ~pos
         return AssignResult(matched_gt=matched, pos=pos, neg=neg, max_iou=max_iou)
