@@ -117,7 +117,7 @@ class DualWeighting(DenseDetector):
 
         Args:
             scores: ``(B, A, C)`` ``s = sigmoid(cls) * sigmoid(obj)``; boxes: ``(B, A, 4)`` decoded boxes;
-            points ``(A, 2)``, strides ``(A,)``; padded ground truths ``(B, G, 4)``, ``(B, G)``, ``(B, G)``.
+                points ``(A, 2)``, strides ``(A,)``; padded ground truths ``(B, G, 4)``, ``(B, G)``, ``(B, G)``.
 
         Returns:
             ``p_cls``, ``p_loc``, ``prior``, ``w_pos``, ``iou``, ``inside``: ``(B, A, G)``; ``p_neg``,
