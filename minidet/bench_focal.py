@@ -1,4 +1,4 @@
-"""Time the fused focal loss (forward + backward) against torchvision and a ``torch.compile``d reference.
+"""Time the fused focal loss (forward + backward) against torchvision and a reference compiled with ``torch.compile``.
 
     python -m minidet.bench_focal --device cuda                    # COCO-like: batch 8, 800x1333, 80 classes
     python -m minidet.bench_focal --device cpu --size 64 --batch 1  # smoke run with the PyTorch fallback

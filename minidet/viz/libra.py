@@ -131,7 +131,7 @@ def feature_energy(x: Tensor) -> np.ndarray:
 def plot_bfp(image: Tensor, levels: Sequence[Tensor], integrated: Tensor, refined: Tensor, outs: Sequence[Tensor],
              level_names: Sequence[str] = ("P2", "P3", "P4", "P5", "P6")) -> Figure:
     """Row 1: the image, the integrated feature (Eq. 2) and the refined one. Row 2: the residual each level
-    receives (``out - in``). Row 3: each level before balancing. All maps show mean |activation| over channels
+    receives (``out - in``). Row 3: each level before balancing. All maps show mean ``|activation|`` over channels
     for the first image of the batch."""
     n = len(levels)
     fig, axes = plt.subplots(3, n, figsize=(3 * n, 8.4))
