@@ -52,7 +52,7 @@ def stage(src: Path) -> list[Path]:
     return lessons
 
 
-def build(out: Path | None = None, clean: bool = False, quiet: bool = True, strict: bool = True,
+def build(out: Path | None = None, clean: bool = False, quiet: bool = True, strict: bool = False,
           warning_file: Path | None = None, work: Path = BUILD) -> Path:
     """Build the HTML book into ``out``; raise ``SystemExit`` with Sphinx's status on failure, and
     ``book.vendor.VendorError`` when the page scripts are missing and npm cannot fetch them. ``strict``
@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help=f"output folder (default: {BUILD / 'html'})")
     p.add_argument("--clean", action="store_true", help="rebuild from scratch")
     p.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
-    p.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    p.add_argument("--strict", action="store_true", help="fail on any Sphinx warning (the HTML is still written)")
     args = p.parse_args(argv)
     from book.vendor import VendorError
 
     try:
-        build(args.out, args.clean, quiet=not args.verbose, strict=not args.no_strict)
+        build(args.out, args.clean, quiet=not args.verbose, strict=args.strict)
     except VendorError as exc:
         raise SystemExit(f"book: {exc}") from None
 
