@@ -26,6 +26,7 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CHROMIUM_CANDIDATES) if p), None)
 
 
+@functools.cache  # the browser tests of several modules share one attempt
 def ensure_chromium() -> tuple[str | None, str]:
     """``(path, "")`` to a Chromium binary, installing Debian's ``chromium`` with apt-get when it is missing
     and that is possible (root, or password-less sudo); else ``(None, why not)``."""

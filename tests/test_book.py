@@ -103,6 +103,14 @@ def test_every_lesson_is_in_the_book(built):
 
 # --- in the browser ---------------------------------------------------------------------------------------
 
+def test_without_chromium_or_apt_the_browser_tests_say_why(monkeypatch):
+    import book.browser as browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    path, why = browser.ensure_chromium.__wrapped__()
+    assert path is None and "apt-get" in why and "chromium" in why.lower()
+
+
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[book]')")
