@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
@@ -75,6 +76,33 @@ def serve(directory: Path) -> Iterator[str]:
 
 def launch(playwright, executable: str):
     return playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS, headless=True)
+
+
+class BrowserUnavailable(RuntimeError):
+    """No Playwright or no Chromium here; the message says why."""
+
+
+@contextlib.contextmanager
+def headless_chromium(skip: Callable[[str], Any] | None = None) -> Iterator:
+    """A Playwright ``Browser`` on the system Chromium (installed first when possible). Without one, call
+    ``skip(reason)`` (the tests pass ``pytest.skip``) or raise :class:`BrowserUnavailable`."""
+    try:
+        from playwright.sync_api import sync_playwright
+        path, why = ensure_chromium()
+    except ImportError:
+        path, why = None, "playwright is not installed (pip install -e '.[book]')"
+    if path is None:
+        (skip or _raise)(f"no headless browser: {why}")
+    with sync_playwright() as p:
+        browser = launch(p, path)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _raise(reason: str):
+    raise BrowserUnavailable(reason)
 
 
 @dataclass

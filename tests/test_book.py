@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from book.browser import SCREENSHOTS, PageWatch, ensure_chromium, launch, serve
+from book.browser import SCREENSHOTS, PageWatch, headless_chromium, serve
 from book.build import build, lesson_paths
 from book.vendor import VendorError
 
@@ -104,23 +104,20 @@ def test_every_lesson_is_in_the_book(built):
 # --- in the browser ---------------------------------------------------------------------------------------
 
 def test_without_chromium_or_apt_the_browser_tests_say_why(monkeypatch):
-    import book.browser as browser
+    import book.browser as helpers
 
-    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
-    path, why = browser.ensure_chromium.__wrapped__()
+    monkeypatch.setattr(helpers.shutil, "which", lambda name: None)
+    path, why = helpers.ensure_chromium.__wrapped__()
     assert path is None and "apt-get" in why and "chromium" in why.lower()
+    monkeypatch.setattr(helpers, "ensure_chromium", lambda: (None, why))
+    with pytest.raises(helpers.BrowserUnavailable, match="apt-get"), helpers.headless_chromium():
+        pass
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[book]')")
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(f"no Chromium for the browser tests: {why}")
-    with sync_api.sync_playwright() as p:
-        b = launch(p, path)
+    with headless_chromium(skip=pytest.skip) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from book.browser import SCREENSHOTS, PageWatch, ensure_chromium, launch
+from book.browser import SCREENSHOTS, PageWatch, headless_chromium
 from book.build import lesson_paths
 
 EXPLORER_CALL = re.compile(r"\b\w+_explorer\(")
@@ -111,14 +111,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[book]')")
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(f"no Chromium for the JupyterLab test: {why}")
-    with sync_api.sync_playwright() as p:
-        browser = launch(p, path)
-        yield browser
-        browser.close()
+    with headless_chromium(skip=pytest.skip) as b:
+        yield b
 
 
 def _menu(page, menu: str, item: str) -> None:
