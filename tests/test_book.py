@@ -56,6 +56,15 @@ def test_docstrings_render_without_warnings(built):
     assert not bad, "docstrings that do not render as written (reST/napoleon warnings):\n" + "\n".join(bad)
 
 
+def test_book_pages_link_every_name_they_cite(built):
+    """A {py:func}`...` on a book page that Sphinx could not resolve renders as code without a link."""
+    html, _ = built
+    for page in ("index", "architecture", "own_data", "results", "api"):
+        text = (html / f"{page}.html").read_text(encoding="utf-8")
+        unresolved = re.findall(r'(?<!">)<code class="xref py[^>]*>(.*?)</code>', text)
+        assert not unresolved, f"{page}: {unresolved}"
+
+
 def test_api_reference_has_every_module_and_exported_name(built):
     """Every module of minidet has a page, and every class or function a package exports (``__all__``) is
     documented on the page of the module that defines it."""
