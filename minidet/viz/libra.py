@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from minidet.boxes.ops import pad_targets
 from minidet.losses.balanced_l1 import balanced_l1_grad, balanced_l1_loss
 from minidet.samplers import iou_balanced_neg_sample, random_sample
 from minidet.viz.widgets import live_figure
@@ -30,6 +31,32 @@ def sample_negatives(neg_ious: Tensor, num: int, method: str = "random", num_bin
     if method == "random":
         return neg_ious[random_sample(torch.ones(1, len(neg_ious), dtype=torch.bool), num, g)[0]]
     return neg_ious[iou_balanced_neg_sample(neg_ious, num, num_bins, floor_thr, floor_fraction, g)]
+
+
+@torch.no_grad()
+def negative_pool(model: torch.nn.Module, images: Tensor, targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """The negatives a Faster R-CNN's sampler chooses from, image by image: the model's own proposals plus
+    the ground truths, assigned as in training (IoU < 0.5 with every object).
+
+    Returns one dict per image with ``iou`` ``(M,)`` (each negative's highest IoU with a ground truth) and
+    ``bg_loss`` ``(M,)`` (the R-CNN head's cross-entropy for "background" on it: the negatives with the
+    largest values are the *hard* negatives that online hard example mining would pick).
+    """
+    model.eval()
+    image_sizes = torch.tensor([images.shape[-2:]] * images.shape[0])
+    feats = model.features(images)
+    proposals, _, valid, _ = model.rpn(feats, image_sizes)
+    gt_boxes, _, gt_valid = pad_targets(targets)
+    cand, _, assign = model.sampler.assign(proposals, valid, gt_boxes, gt_valid)
+    logits, _, _ = model.rcnn_head(feats, cand, images)
+    bg_loss = -torch.log_softmax(logits.float(), -1)[..., model.num_classes]  # (B, N)
+    return [{"iou": assign.max_iou[i][assign.neg[i]].clamp(min=0), "bg_loss": bg_loss[i][assign.neg[i]]}
+            for i in range(images.shape[0])]
+
+
+def hardest(pool: list[dict[str, Tensor]], num: int) -> Tensor:
+    """IoUs of the ``num`` negatives with the largest background loss of every image, concatenated."""
+    return torch.cat([p["iou"][p["bg_loss"].topk(min(num, len(p["iou"]))).indices] for p in pool])
 
 
 def plot_neg_iou_hist(ax: Axes, samples: Mapping[str, Tensor], candidates: Tensor | None = None, bins: int = 25,
