@@ -3,6 +3,7 @@
     python -m minidet.engine.ablation umop --iters 800 --seeds 0 1 --out runs/umop
     python -m minidet.engine.ablation dw --iters 800 --seeds 0 1 --out runs/dw
     python -m minidet.engine.ablation libra --iters 600 --seeds 0 1 --out runs/libra
+    python -m minidet.engine.ablation mimic --iters 500 --seeds 0 1 --out runs/mimicdet
 
 The lessons call :func:`run_grid` with the same variants; finished runs (a ``metrics.json`` next to a
 checkpoint at the last iteration) are read back instead of retrained, so a lesson re-executed after the
@@ -73,6 +74,17 @@ def libra_variants(iters: int) -> dict[str, RunConfig]:
     return variants
 
 
+def mimic_variants(iters: int) -> dict[str, RunConfig]:
+    """MimicDet with and without the mimic loss on the shapes data (tiny backbone; one anchor per location of
+    ``anchor_scale x stride``, 16 px on P3 with the recipe's ``octave_base_scale = 2``)."""
+    variants = {}
+    for name, kw in (("MimicDet without mimic", {"mimic": False}), ("MimicDet", {"mimic": True})):
+        cfg = lesson_run_config(iters=iters)
+        cfg.model, cfg.model_kwargs = "mimicdet", dict(kw)
+        variants[name] = cfg
+    return variants
+
+
 def _finished(out: Path, iters: int) -> bool:
     if not (out / "metrics.json").is_file() or not (out / "last.pt").is_file():
         return False
@@ -139,14 +151,15 @@ def umop_baselines(names: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
-    p.add_argument("grid", choices=("umop", "dw", "libra"))
+    p.add_argument("grid", choices=("umop", "dw", "libra", "mimic"))
     p.add_argument("--iters", type=int, default=800)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="runs/umop")
     p.add_argument("--data-root", default="data")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
-    variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants}[args.grid](args.iters)
+    variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants,
+                "mimic": mimic_variants}[args.grid](args.iters)
     rows = run_grid(lesson_data(args.data_root), variants, args.seeds, args.out, args.device, progress=True)
     summary = summarize(rows)
     first = next(iter(summary))

@@ -20,9 +20,9 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
-from minidet.models import build_atss, build_dw, build_fcos, build_retinanet
+from minidet.models import build_atss, build_dw, build_fcos, build_mimicdet, build_retinanet
 
-MODELS = ("retinanet", "atss", "fcos", "dw")
+MODELS = ("retinanet", "atss", "fcos", "dw", "mimicdet")
 POINT_MODELS = ("fcos", "dw")  # anchor-free: no anchor size to set
 FAST_ENV = "MINIDET_FAST"
 
@@ -89,13 +89,18 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
     to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
 
-    ``octave_base_scale`` sets the anchor size of the anchor-based models; the point detectors
+    ``octave_base_scale`` sets the anchor size of the anchor-based models (MimicDet, one anchor per location,
+    gets ``anchor_scale = octave_base_scale``); the point detectors
     (:data:`POINT_MODELS`: FCOS, Dual Weighting) have no anchors and ignore it, so one run configuration
     (and its checkpoints' ``model_config``) serves every model."""
-    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos, "dw": build_dw}
+    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos, "dw": build_dw, "mimicdet": build_mimicdet}
     if model not in builders:
         raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
-    if model not in POINT_MODELS:
+    if model == "mimicdet":
+        if kwargs.pop("cls_loss", "focal") != "focal" or kwargs.pop("level_resampling", False):
+            raise ConfigError(f"{model} classifies with a softmax: --cls-loss pfl and --lrp apply to the dense models")
+        kwargs.setdefault("anchor_scale", octave_base_scale)
+    elif model not in POINT_MODELS:
         kwargs["octave_base_scale"] = octave_base_scale
     return builders[model](num_classes, backbone=backbone, weights_path=weights, **kwargs)
 

@@ -8,6 +8,7 @@ from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_lo
 from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
+from minidet.losses.mimic import mean_cosine, mimic_loss
 from minidet.losses.pfl import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
 from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
 
@@ -28,6 +29,8 @@ __all__ = [
     "giou_loss",
     "l1_loss",
     "level_index",
+    "mean_cosine",
+    "mimic_loss",
     "normalize_level_losses",
     "one_hot_to_labels",
     "pfl_hyperparams",

@@ -6,6 +6,7 @@
 >>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
 >>> model = build_dw(num_classes=6, refine=True, pos_weight_form="code")      # Dual Weighting
 >>> model = build_faster_rcnn(num_classes=6, iou_balanced=True, bfp=True)     # two of Libra R-CNN's switches
+>>> model = build_mimicdet(num_classes=6, mimic=False)                         # MimicDet without the mimic loss
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from minidet.models.detectors.atss import ATSS
 from minidet.models.detectors.dw import DualWeighting
 from minidet.models.detectors.faster_rcnn import FasterRCNN
 from minidet.models.detectors.fcos import FCOS
+from minidet.models.detectors.mimicdet import MimicDet
 from minidet.models.detectors.rpn import RegionProposalNetwork
 from minidet.models.detectors.retinanet import RetinaNet
 from minidet.models.heads import ATSSHead, DWHead, FCOSHead, RetinaHead
 from minidet.models.heads.roi_box_head import RoIBoxHead
 from minidet.models.heads.rpn_head import RPNHead
+from minidet.models.heads.s_head import SHead
+from minidet.models.heads.t_head import THead
 from minidet.models.necks import FPN, BalancedFPN
 from minidet.models.points import PointGenerator
 from minidet.samplers.proposal_sampler import ProposalSampler
@@ -206,3 +210,46 @@ def build_libra_rcnn(num_classes: int, backbone: str = "tiny", **kwargs) -> Fast
     positives, Balanced Feature Pyramid and Balanced L1 loss (see :func:`build_faster_rcnn`)."""
     flags = dict(iou_balanced=True, bfp=True, balanced_l1=True, instance_balanced=True)
     return build_faster_rcnn(num_classes, backbone, **{**flags, **kwargs})
+
+
+def build_mimicdet(
+    num_classes: int,
+    backbone: str = "tiny",
+    weights_path: str | Path | None = None,
+    fpn_channels: int | None = None,
+    feat_dim: int | None = None,
+    t_convs: int | None = None,
+    norm: str | None = None,
+    anchor_scale: float = 4.0,
+    mimic: bool = True,
+    shared_paths: bool = False,
+    staggered: bool = True,
+    num_rois: int | None = None,
+    sampling_ratio: int | None = None,
+    **kwargs,
+) -> MimicDet:
+    """MimicDet (no public code; built from the paper's description): FPN on P2-P7 (extra levels from P5),
+    a refinement module (an RPN head, one square anchor of side ``anchor_scale x stride`` per location of
+    P3-P7), the S-head and the T-head.
+
+    The three switches of the paper's ablations: ``mimic`` (the mimic loss), ``shared_paths`` (one feature
+    per head, mimicked as a whole, instead of dual-path mimicking) and ``staggered`` (T-head one level finer
+    than the anchor's, else the same level). With a ResNet the sizes are the paper's: 256-channel FPN and
+    deformable conv, 1024-d features, 4 regression convs in the T-head, no norm, 512 RoIs per image,
+    RoIAlign sampling ratio 2. With ``backbone="tiny"`` (CPU lessons): 64 channels, 256-d features, 2 convs,
+    GroupNorm after the S-head's deformable conv and in the T-head's regression convs, 128 RoIs, ratio 1.
+    Remaining keyword arguments go to :class:`MimicDet` (``num_mimic``, ``neg_pos_ratio``, ``filter_thresh``,
+    ``mimic_weight``, inference settings).
+    """
+    bb = build_backbone(backbone, weights_path)
+    tiny = backbone == "tiny"
+    ch = fpn_channels or (64 if tiny else 256)
+    dim = feat_dim or (256 if tiny else 1024)
+    norm = norm if norm is not None or not tiny else "gn"
+    neck = FPN(tuple(bb.out_channels[k] for k in ("c2", "c3", "c4", "c5")), (4, 8, 16, 32), ch, num_extra=2, extra_source="p5")
+    anchors = AnchorGenerator(neck.strides[1:], octave_base_scale=anchor_scale, scales_per_octave=1, ratios=(1.0,))
+    s_head = SHead(ch, num_classes, conv_channels=ch, feat_dim=dim, shared=shared_paths, norm=norm)
+    t_head = THead(ch, num_classes, fc_dim=dim, num_convs=t_convs or (2 if tiny else 4), shared=shared_paths, norm=norm)
+    sampler = ProposalSampler(num=num_rois or (128 if tiny else 512), pos_fraction=0.25, pos_iou_thr=0.6, neg_iou_thr=0.6)
+    return MimicDet(bb, neck, RPNHead(ch, 1), anchors, s_head, t_head, num_classes, sampler=sampler, mimic=mimic,
+                    staggered=staggered, sampling_ratio=sampling_ratio or (1 if tiny else 2), **kwargs)

@@ -23,7 +23,9 @@ class RoISamples:
     Attributes:
         rois: ``(B, S, 4)`` xyxy boxes; labels: ``(B, S)`` class ``0..C-1``, or ``C`` for background;
         matched_boxes: ``(B, S, 4)`` ground truth of each positive; pos, valid: ``(B, S)`` bool (a slot is
-        ``valid`` when it holds a sampled RoI); max_iou: ``(B, S)`` IoU with the best ground truth.
+        ``valid`` when it holds a sampled RoI); max_iou: ``(B, S)`` IoU with the best ground truth;
+        index: ``(B, S)`` int64 position of each slot's RoI among the candidates (the proposals, then the
+        ground truths when they are added), e.g. to find the anchor a sampled box came from.
     """
 
     rois: Tensor
@@ -32,6 +34,7 @@ class RoISamples:
     pos: Tensor
     valid: Tensor
     max_iou: Tensor
+    index: Tensor | None = None
 
 
 @dataclass
@@ -112,5 +115,5 @@ class ProposalSampler:
         return RoISamples(
             rois=take(cand), labels=torch.where(s_pos, labels, torch.full_like(labels, num_classes)),
             matched_boxes=torch.gather(gt_boxes, 1, matched[..., None].expand(-1, -1, 4)),
-            pos=s_pos, valid=take(sampled), max_iou=take(a.max_iou),
+            pos=s_pos, valid=take(sampled), max_iou=take(a.max_iou), index=slots,
         )

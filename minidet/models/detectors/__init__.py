@@ -5,7 +5,8 @@ from minidet.models.detectors.dense import DenseDetector
 from minidet.models.detectors.dw import DualWeighting
 from minidet.models.detectors.faster_rcnn import FasterRCNN
 from minidet.models.detectors.fcos import FCOS
+from minidet.models.detectors.mimicdet import MimicDet
 from minidet.models.detectors.retinanet import RetinaNet
 from minidet.models.detectors.rpn import RegionProposalNetwork
 
-__all__ = ["ATSS", "DenseDetector", "Detector", "DualWeighting", "FCOS", "FasterRCNN", "RegionProposalNetwork", "RetinaNet"]
+__all__ = ["ATSS", "DenseDetector", "Detector", "DualWeighting", "FCOS", "FasterRCNN", "MimicDet", "RegionProposalNetwork", "RetinaNet"]

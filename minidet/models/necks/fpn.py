@@ -56,12 +56,15 @@ class FPN(nn.Module):
         self.out_channels = out_channels
         self.strides = tuple(in_strides) + tuple(in_strides[-1] * 2 ** (i + 1) for i in range(num_extra))
 
-    def forward(self, feats: list[Tensor]) -> list[Tensor]:
-        """``feats``: input maps, finest first. Returns ``len(feats) + num_extra`` maps ``(B, out_channels, H_l, W_l)``."""
-        laterals = [lat(f) for lat, f in zip(self.lateral, feats)]
+    def forward(self, feats: list[Tensor], skip: int = 0) -> list[Tensor]:
+        """``feats``: input maps, finest first. Returns ``len(feats) + num_extra`` maps ``(B, out_channels, H_l, W_l)``.
+
+        ``skip``: the number of finest levels not computed (nor their inputs read; a level's output never
+        depends on finer ones): MimicDet's inference leaves out P2. ``skip`` fewer maps are returned."""
+        laterals = [lat(f) for lat, f in zip(self.lateral[skip:], feats[skip:])]
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
-        outs = [conv(x) for conv, x in zip(self.output, laterals)]
+        outs = [conv(x) for conv, x in zip(self.output[skip:], laterals)]
         x = feats[-1] if self.extra_source == "c5" else outs[-1]
         for i, conv in enumerate(self.extra):
             x = conv(x if i == 0 or self.extra_source == "pool" else F.relu(x))
