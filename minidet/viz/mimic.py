@@ -78,11 +78,12 @@ def best_refined(view: dict[str, Any], gt_boxes: Tensor) -> list[dict[str, Any]]
     return out
 
 
-def draw_refined_anchors(ax: Axes, image: Tensor, view: dict[str, Any], top: int = 12, title: str | None = None) -> Axes:
-    """The ``top`` anchors the refinement module scores highest (dashed), their refined boxes (solid) and an
-    arrow from each anchor's centre to its refined box's centre."""
+def draw_refined_anchors(ax: Axes, image: Tensor | None, view: dict[str, Any], indices: Sequence[int] | Tensor | None = None,
+                         top: int = 12, title: str | None = None) -> Axes:
+    """Anchors (dashed), their refined boxes (solid) and an arrow from each anchor's centre to its refined box's
+    centre: the anchors ``indices``, or the ``top`` the refinement module scores highest."""
     score = view["objectness"]
-    idx = score.topk(min(top, len(score))).indices
+    idx = torch.as_tensor(indices, dtype=torch.long) if indices is not None else score.topk(min(top, len(score))).indices
     draw_detections(ax, image, view["anchors"][idx], color="white", linestyle="--")
     draw_detections(ax, None, view["refined"][idx], color="#E69F00")
     for a, r in zip(view["anchors"][idx].tolist(), view["refined"][idx].tolist()):
