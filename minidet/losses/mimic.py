@@ -1,4 +1,4 @@
-"""MimicDet's mimic loss (Lu et al., ECCV 2020, Sec. 3.4, "Dual-path mimicking").
+"""MimicDet's mimic loss (Lu et al., ECCV 2020, Sec. 3, dual-path mimicking).
 
 https://arxiv.org/abs/2009.11528 — no public code exists; this follows the paper's description.
 

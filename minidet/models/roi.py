@@ -2,7 +2,7 @@
 
 Faster R-CNN pools each RoI from the level its *size* picks (FPN Eq. 1), which
 :class:`torchvision.ops.MultiScaleRoIAlign` implements. MimicDet's T-head instead pools a box from the
-level one finer than the level its *anchor* came from (the staggered feature pyramid, MimicDet Sec. 3.2):
+level one finer than the level its *anchor* came from (the staggered feature pyramid, MimicDet Sec. 3):
 the level is an input, not a function of the box. :func:`level_roi_align` takes it explicitly and calls
 :func:`torchvision.ops.roi_align` once per level.
 """

@@ -9,18 +9,18 @@ regresses to; a two-stage head pools features inside the box (RoIAlign). MimicDe
 one backbone and makes the one-stage head (S-head, student) imitate the two-stage head (T-head, teacher);
 at inference only the one-stage path runs.
 
-* **Staggered feature pyramid** (Sec. 3.2): the FPN gives P2-P7 in training; P3-P7 feed the refinement
+* **Staggered feature pyramid** (Sec. 3): the FPN gives P2-P7 in training; P3-P7 feed the refinement
   module and the S-head, P2-P6 the T-head, which pools a box from the level one *finer* than its anchor's.
   At inference P2 is not computed.
-* **Refinement module** (Sec. 3.2): class-agnostic binary classification and box regression on the dense
+* **Refinement module** (Sec. 3): class-agnostic binary classification and box regression on the dense
   anchors of P3-P7, RefineDet's anchor refinement (an RPN head, reused here), giving the refined anchors
   :math:`B_s`; anchors it scores below ``filter_thresh`` are easy negatives, dropped from the S-head's loss
   and from the detections.
-* **S-head** (Sec. 3.3): :class:`~minidet.models.heads.SHead`, softmax cross-entropy with hard negative
+* **S-head** (Sec. 3): :class:`~minidet.models.heads.SHead`, softmax cross-entropy with hard negative
   mining and L1 on the deltas relative to the refined anchors.
-* **T-head** (Sec. 3.3): :class:`~minidet.models.heads.THead` on a sampled sparse set :math:`B_t` of refined
+* **T-head** (Sec. 3): :class:`~minidet.models.heads.THead` on a sampled sparse set :math:`B_t` of refined
   anchors (plus the ground truths), labels by IoU >= 0.6, cross-entropy and L1.
-* **Dual-path mimicking** (Sec. 3.4): :func:`~minidet.losses.mimic_loss` on a random subset :math:`B_m` of
+* **Dual-path mimicking** (Sec. 3): :func:`~minidet.losses.mimic_loss` on a random subset :math:`B_m` of
   :math:`B_t`, reading the S-head at each box's original anchor position.
 
 The loss is :math:`L = L_R + L_S + L_T + L_{mimic}`, each term logged (``loss_refine_*``, ``loss_s_*``,

@@ -1,4 +1,4 @@
-"""The guided deformable convolution of MimicDet's S-head (Lu et al., ECCV 2020, Sec. 3.3; no public code
+"""The guided deformable convolution of MimicDet's S-head (Lu et al., ECCV 2020, Sec. 3; no public code
 exists, this follows the paper's description).
 
 A deformable convolution (Dai et al., ICCV 2017, Eq. 2) reads its input at learned positions:

@@ -1,6 +1,6 @@
 """MimicDet's S-head (student): a one-stage head whose features are aligned to the refined anchors
 (Lu et al., "MimicDet: Bridging the Gap Between One-Stage and Two-Stage Object Detection", ECCV 2020,
-Sec. 3.3, "S-head").
+Sec. 3, the S-head).
 
 https://arxiv.org/abs/2009.11528 — no public code exists; this follows the paper's description, and
 every choice the paper leaves open is marked "minidet's choice".

@@ -1,5 +1,5 @@
 """MimicDet's T-head (teacher, training only): a two-stage R-CNN head on RoIAligned features
-(Lu et al., ECCV 2020, Sec. 3.3, "T-head").
+(Lu et al., ECCV 2020, Sec. 3, the T-head).
 
 https://arxiv.org/abs/2009.11528 — no public code exists; this follows the paper's description.
 
