@@ -20,9 +20,12 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
-from minidet.models import build_atss, build_dw, build_fcos, build_mimicdet, build_retinanet
+from minidet.models import (build_atss, build_dw, build_faster_rcnn, build_fcos, build_libra_rcnn, build_mimicdet,
+                            build_retinanet)
 
-MODELS = ("retinanet", "atss", "fcos", "dw", "mimicdet")
+MODELS = ("retinanet", "atss", "fcos", "dw", "faster_rcnn", "libra_rcnn", "mimicdet")
+TWO_STAGE_MODELS = ("faster_rcnn", "libra_rcnn")  # their anchor size is one scale per level: anchor_scale
+SOFTMAX_MODELS = TWO_STAGE_MODELS + ("mimicdet",)  # softmax classifiers, one anchor size per level
 POINT_MODELS = ("fcos", "dw")  # anchor-free: no anchor size to set
 FAST_ENV = "MINIDET_FAST"
 
@@ -89,17 +92,19 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
     to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
 
-    ``octave_base_scale`` sets the anchor size of the anchor-based models (MimicDet, one anchor per location,
-    gets ``anchor_scale = octave_base_scale``); the point detectors
+    ``octave_base_scale`` sets the anchor size of the anchor-based models (the two-stage models, whose RPN
+    has one anchor size per level, get ``anchor_scale = 2 x octave_base_scale`` unless given, MimicDet, whose anchors
+    sit one level coarser, ``anchor_scale = octave_base_scale``: the same sizes in pixels); the point detectors
     (:data:`POINT_MODELS`: FCOS, Dual Weighting) have no anchors and ignore it, so one run configuration
     (and its checkpoints' ``model_config``) serves every model."""
-    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos, "dw": build_dw, "mimicdet": build_mimicdet}
+    builders = {"retinanet": build_retinanet, "atss": build_atss, "fcos": build_fcos, "dw": build_dw,
+                "faster_rcnn": build_faster_rcnn, "libra_rcnn": build_libra_rcnn, "mimicdet": build_mimicdet}
     if model not in builders:
         raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
-    if model == "mimicdet":
+    if model in SOFTMAX_MODELS:
         if kwargs.pop("cls_loss", "focal") != "focal" or kwargs.pop("level_resampling", False):
             raise ConfigError(f"{model} classifies with a softmax: --cls-loss pfl and --lrp apply to the dense models")
-        kwargs.setdefault("anchor_scale", octave_base_scale)
+        kwargs.setdefault("anchor_scale", (1 if model == "mimicdet" else 2) * octave_base_scale)
     elif model not in POINT_MODELS:
         kwargs["octave_base_scale"] = octave_base_scale
     return builders[model](num_classes, backbone=backbone, weights_path=weights, **kwargs)
