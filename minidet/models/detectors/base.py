@@ -15,8 +15,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Detector(nn.Module):
     """Base class: ``forward(images, targets)`` -> dict of losses (training) or detections (eval).
 
-    Subclasses implement :meth:`loss` and :meth:`predict`; :meth:`normalize` maps ``(B, 3, H, W)``
-    images in [0, 1] to the backbone's input.
+    Subclasses set ``backbone``, ``neck`` and ``in_features`` and implement :meth:`loss` and :meth:`predict`;
+    :meth:`normalize` maps ``(B, 3, H, W)`` images in [0, 1] to the backbone's input and :meth:`features` runs
+    backbone and neck.
     """
 
     def __init__(self) -> None:
@@ -26,6 +27,17 @@ class Detector(nn.Module):
 
     def normalize(self, images: Tensor) -> Tensor:
         return (images - self.pixel_mean) / self.pixel_std
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride of each pyramid level the neck returns."""
+        return self.neck.strides
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """``images`` ``(B, 3, H, W)`` in [0, 1] -> the neck's pyramid, finest first (the subclass sets
+        ``backbone``, ``neck`` and ``in_features``, the backbone outputs the neck reads)."""
+        feats = self.backbone(self.normalize(images))
+        return self.neck([feats[k] for k in self.in_features])
 
     def forward(
         self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, image_sizes: Tensor | None = None

@@ -78,15 +78,6 @@ class DenseDetector(Detector, ABC):
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
         self._levels: dict[tuple, Tensor] = {}
 
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return self.neck.strides
-
-    def features(self, images: Tensor) -> list[Tensor]:
-        """``images`` ``(B, 3, H, W)`` in [0, 1] -> neck outputs, finest first."""
-        feats = self.backbone(self.normalize(images))
-        return self.neck([feats[k] for k in self.in_features])
-
     def level_index(self, level_sizes: list[int], device: torch.device) -> Tensor:
         """Cached ``(A,)`` level of every element (see :func:`minidet.losses.level_index`)."""
         key = (tuple(level_sizes), str(device))

@@ -64,15 +64,6 @@ class FasterRCNN(Detector):
         self.in_features = in_features
         self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
 
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return self.neck.strides
-
-    def features(self, images: Tensor) -> list[Tensor]:
-        """``images`` ``(B, 3, H, W)`` in [0, 1] -> pyramid P2-P6, finest first."""
-        feats = self.backbone(self.normalize(images))
-        return self.neck([feats[k] for k in self.in_features])
-
     def rcnn_head(self, feats: list[Tensor], rois: Tensor, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.roi_head(feats[: len(self.roi_head.names)], rois, tuple(images.shape[-2:]))
 
