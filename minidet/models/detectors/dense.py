@@ -119,6 +119,12 @@ class DenseDetector(Detector, ABC):
         return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_resampling), stats
 
     @staticmethod
+    def class_targets(labels: Tensor, pos: Tensor, like: Tensor) -> Tensor:
+        """One-hot classification targets ``(B, A, C)`` in ``like``'s dtype: 1 at ``labels`` where ``pos``,
+        zero rows elsewhere (one write pass; ``F.one_hot`` would build an int64 tensor first)."""
+        return torch.zeros_like(like).scatter_(-1, labels[..., None], pos[..., None].to(like.dtype))
+
+    @staticmethod
     def num_positives(pos: Tensor) -> Tensor:
         """``max(1, positives)`` of the batch, pooled over processes (divided by their number, as DDP
         averages gradients; :func:`~minidet.engine.distributed.loss_normalizer`): the usual loss normaliser."""

@@ -5,7 +5,6 @@ https://arxiv.org/abs/1904.01355
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minidet.assigners.fcos import FCOSAssigner
@@ -93,7 +92,7 @@ class FCOS(DenseDetector):
         pos = assign.pos  # (B, A); every other point is negative
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
-        cls_targets = F.one_hot(labels, self.num_classes).to(cls_logits.dtype) * pos[..., None]
+        cls_targets = self.class_targets(labels, pos, cls_logits)
         cls_levels, cls_stats = self.classification_loss(cls_logits, cls_targets, pos, assign.neg | pos, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
