@@ -6,7 +6,6 @@ transfer. The result is a list of plain dicts, one per iteration, ready for ``js
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -59,10 +58,3 @@ class History:
     def __len__(self) -> int:
         return len(self.rows) + len(self._pending)
 
-
-def first_nonfinite(values: dict[str, Tensor]) -> str | None:
-    """Name of the first loss entry that is NaN or infinite (host-side check, used on the error path)."""
-    for k, v in values.items():
-        if not all(math.isfinite(x) for x in v.detach().float().flatten().tolist()):
-            return k
-    return None

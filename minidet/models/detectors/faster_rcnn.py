@@ -25,7 +25,7 @@ from minidet.models.detectors.base import Detector
 from minidet.models.detectors.rpn import RegionProposalNetwork
 from minidet.models.heads.roi_box_head import RoIBoxHead
 from minidet.models.postprocess import postprocess_per_class
-from minidet.samplers.proposal_sampler import ProposalSampler, RoISamples
+from minidet.samplers.proposal_sampler import ProposalSampler
 
 BOX_LOSSES = ("smooth_l1", "balanced_l1")
 
@@ -66,20 +66,6 @@ class FasterRCNN(Detector):
 
     def rcnn_head(self, feats: list[Tensor], rois: Tensor, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.roi_head(feats[: len(self.roi_head.names)], rois, tuple(images.shape[-2:]))
-
-    def sample_rois(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor | None = None,
-                    generator: torch.Generator | None = None) -> tuple[RoISamples, Tensor, Tensor]:
-        """Proposals of the current model and the RoIs the sampler draws from them, without losses (for
-        lessons). Returns the :class:`RoISamples`, and the candidates' max IoU ``(B, N)`` and validity."""
-        if image_sizes is None:
-            image_sizes = torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
-        with torch.no_grad():
-            feats = self.features(images)
-            proposals, _, valid, _ = self.rpn(feats, image_sizes)
-        gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
-        _, cand_valid, assign = self.sampler.assign(proposals, valid, gt_boxes, gt_valid)
-        samples = self.sampler(proposals, valid, gt_boxes, gt_labels, gt_valid, self.num_classes, generator)
-        return samples, assign.max_iou, cand_valid
 
     def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
         feats = self.features(images)

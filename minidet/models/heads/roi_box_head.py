@@ -25,7 +25,7 @@ class RoIBoxHead(nn.Module):
     def __init__(self, channels: int, num_classes: int, num_levels: int = 4, roi_size: int = 7, sampling_ratio: int = 2,
                  fc_dim: int = 1024) -> None:
         super().__init__()
-        self.names = [f"p{i}" for i in range(num_levels)]
+        self.names = [f"level{i}" for i in range(num_levels)]  # keys of MultiScaleRoIAlign, finest first
         self.pool = MultiScaleRoIAlign(self.names, roi_size, sampling_ratio)
         self.fc = nn.Sequential(nn.Flatten(1), nn.Linear(channels * roi_size * roi_size, fc_dim), nn.ReLU(inplace=True),
                                 nn.Linear(fc_dim, fc_dim), nn.ReLU(inplace=True))
