@@ -141,3 +141,40 @@ def test_cuda_losses_equal_cpu(cuda_device):
     gpu = model.to(cuda_device)(images.to(cuda_device), [{k: v.to(cuda_device) for k, v in t.items()} for t in targets])
     for k in ("loss_cls_pos", "loss_box", "loss_cls_neg", "levels/num_pos"):
         torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("autocast_bf16", [False, True])
+def test_saturated_scores_give_finite_gradients(autocast_bf16):
+    """Both logits far above 16.6: ``s = sigmoid(cls) * sigmoid(obj)`` rounds to exactly 1 in float32, where a
+    log clamped after the fact has a 0 * inf = NaN gradient behind a finite loss. In fp32 and under CPU bf16
+    autocast (which the trainer uses where the CPU has native bf16)."""
+    torch.manual_seed(0)
+    model = build_dw(num_classes=3, backbone="tiny", fpn_channels=16, refine=False)
+    with torch.no_grad():
+        model.head.cls_logits.bias.fill_(40.0)
+        model.head.centerness.bias.fill_(40.0)  # the objectness conv (see DWHead)
+    images = torch.rand(2, 3, 96, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        out = model(images, make_targets())
+        scores = model.dense_outputs(images)[0]
+    assert (scores == 1).any(), "the test must reach scores that round to 1"
+    loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all(), name
+
+
+def test_bce_clamps_the_probability_not_the_log():
+    from minidet.losses.dual_weighting import bce_one, bce_zero
+
+    p = torch.tensor([0.0, 1e-45, 0.5, 1.0 - 2 ** -24, 1.0], requires_grad=True)
+    g_one, = torch.autograd.grad(bce_one(p).sum(), p)
+    g_zero, = torch.autograd.grad(bce_zero(p).sum(), p)
+    assert torch.isfinite(g_one).all() and torch.isfinite(g_zero).all()
+    torch.testing.assert_close(bce_one(p.detach())[2], torch.tensor(math.log(2.0)))
+    torch.testing.assert_close(bce_zero(p.detach())[4], torch.tensor(24 * math.log(2.0)))  # -log(2^-24)
+    assert g_one[0] == 0 and g_zero[4] == 0  # clamped: no gradient, as a clamped log had
+    torch.testing.assert_close(g_one[2], torch.tensor(-2.0))  # d(-log p)/dp = -1/p
+    torch.testing.assert_close(g_zero[2], torch.tensor(2.0))  # d(-log(1-p))/dp = 1/(1-p)
