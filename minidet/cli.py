@@ -54,10 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
     t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
     t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
-    t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
+    t.add_argument("--no-amp", action="store_true", help="plain fp32: no autocast (default: bf16/fp16 autocast on CUDA, bf16 on a CPU with native bf16, else fp32)")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over all GPUs (SyncBatchNorm)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model (measure: it does not always pay)")
     t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
@@ -111,7 +110,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         iters=iters or DEFAULT_TRAIN.iters, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         warmup_iters=min(args.warmup, max(1, (iters or DEFAULT_TRAIN.iters) // 5)), schedule=args.schedule,
         amp=not args.no_amp, channels_last=not args.no_channels_last, checkpoint_interval=args.checkpoint_every, seed=args.seed,
-        sync_bn=args.sync_bn, compile=args.compile,
+        sync_bn=args.sync_bn,
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
                     batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train,

@@ -229,18 +229,3 @@ def test_skipped_steps_are_counted_when_the_history_is_read(tiny_shapes, tmp_pat
     t.fit(progress=False)
     assert t.skipped_steps == 2
     assert [r["skipped"] for r in t.history.rows] == [1.0, 0.0, 1.0, 0.0]
-
-
-@pytest.mark.slow
-def test_compiled_model_trains(tiny_shapes):
-    """``TrainConfig(compile=True)``: torch.compile of the model (about 2-3 min of compilation on 2 CPU cores)."""
-    import torch._dynamo.exc
-    import torch._inductor.exc
-
-    t = make_trainer(tiny_shapes, None, iters=2, compile=True)
-    try:
-        history = t.fit(progress=False)
-    except (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError) as exc:
-        pytest.skip(f"torch.compile cannot build kernels on this machine: {type(exc).__name__}: {str(exc)[:300]}")
-    assert t.net is not t.model and len(history.rows) == 2
-    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history.rows)
