@@ -94,6 +94,8 @@ def dw_maps(model: torch.nn.Module, images: Tensor, targets: list[dict[str, Tens
     """
     was_training = model.training
     model.eval()
+    images = images.to(model.device)
+    targets = [{k: v.to(model.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
     scores, boxes, points, strides, level_sizes = model.dense_outputs(images)
     model.train(was_training)
     maps = model.weights(scores, boxes, points, strides, *pad_targets(targets, images.device))
@@ -221,10 +223,10 @@ def kept_detection_ious(model: torch.nn.Module, dataset, indices: list[int], sco
     model.eval()
     out = []
     for start in range(0, len(indices), batch_size):
-        batch = collate_detection([dataset[i] for i in indices[start:start + batch_size]])
+        batch = collate_detection([dataset[i] for i in indices[start:start + batch_size]]).to(model.device)
         for det, tgt in zip(model(batch.images, image_sizes=batch.image_sizes), batch.targets):
             keep = det["scores"] >= score_thresh
             boxes, labels = det["boxes"][keep], det["labels"][keep]
             iou = box_iou(boxes, tgt["boxes"]) * (labels[:, None] == tgt["labels"][None])  # (K, G) same class only
             out.append(iou.max(1).values if iou.shape[1] else torch.zeros(len(boxes)))
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
