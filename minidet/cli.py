@@ -17,6 +17,7 @@ from minidet.engine.distributed import barrier, destroy_distributed, init_distri
 from minidet.engine.evaluate import evaluate
 from minidet.engine.experiment import MODELS, RunConfig, load_detector, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
+from minidet.engine.precision import describe
 from minidet.engine.trainer import TrainConfig
 from minidet.errors import MinidetError
 from minidet.models import BACKBONES
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
     t.add_argument("--no-eval", action="store_true")
+    t.add_argument("--max-train-seconds", type=float, default=None,
+                   help="stop training after this many seconds (with a checkpoint; a re-run resumes) and evaluate (default: no limit)")
     t.add_argument("--skip-bad-records", action="store_true", help="drop malformed annotation records instead of refusing the dataset")
     _add_data_args(t)
 
@@ -119,8 +122,13 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         run(spec, cfg, args.out, device=str(device), progress=False, evaluate_after=False)
         return 0
     print(f"minidet: training {args.model} ({args.backbone}) for {train.iters} iterations on {device}, data {args.data} -> {args.out}")
-    result = run(spec, cfg, args.out, device=str(device), evaluate_after=not args.no_eval)
+    result = run(spec, cfg, args.out, device=str(device), evaluate_after=not args.no_eval, max_train_seconds=args.max_train_seconds)
     print(f"trained in {result['train_seconds']:.0f} s")
+    trainer = result["trainer"]
+    summary = {"iterations": result["iterations"], "of_iters": train.iters, "train_seconds": round(result["train_seconds"], 2),
+               "it_per_s": round(result["steps_this_call"] / max(result["train_seconds"], 1e-9), 3), "device": str(device),
+               "precision": describe(trainer.device, trainer.amp_dtype), "eval_seconds": round(result.get("eval_seconds", 0.0), 2)}
+    (Path(args.out) / "run.json").write_text(json.dumps(summary, indent=1))
     if "metrics" in result:
         _print_metrics(result["metrics"])
         print(f"wrote {Path(args.out) / 'metrics.json'}")

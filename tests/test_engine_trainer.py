@@ -229,3 +229,14 @@ def test_skipped_steps_are_counted_when_the_history_is_read(tiny_shapes, tmp_pat
     t.fit(progress=False)
     assert t.skipped_steps == 2
     assert [r["skipped"] for r in t.history.rows] == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_max_seconds_stops_with_a_checkpoint_and_resumes(tiny_shapes, tmp_path):
+    """A time-boxed run (``fit(max_seconds=...)``, ``minidet train --max-train-seconds``) stops after the step
+    that crosses the limit, saves, and a later fit continues to ``iters``."""
+    t = make_trainer(tiny_shapes, tmp_path / "boxed", iters=4)
+    t.fit(progress=False, max_seconds=0.0)
+    assert t.iteration == 1 and load_checkpoint(tmp_path / "boxed" / "last.pt")["iteration"] == 1
+    again = make_trainer(tiny_shapes, tmp_path / "boxed", iters=4)
+    again.fit(progress=False)
+    assert again.iteration == 4

@@ -143,7 +143,7 @@ def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[
 
 
 def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = None, progress: bool = True,
-        evaluate_after: bool = True) -> dict[str, Any]:
+        evaluate_after: bool = True, max_train_seconds: float | None = None) -> dict[str, Any]:
     """Train ``cfg`` on ``spec``, evaluate on the validation split, write the run folder ``out``.
 
     Resumes from ``out/last.pt`` when present. Returns ``{"metrics": ..., "history": ..., "model": ...,
@@ -165,9 +165,11 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, loader, cfg.train, out_dir=out, device=device, model_config=model_config)
     t0 = time.perf_counter()
-    history = trainer.fit(progress=progress)
+    start_iter = trainer.iteration
+    history = trainer.fit(progress=progress, max_seconds=max_train_seconds)
     train_seconds = time.perf_counter() - t0
-    result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer}
+    result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer,
+                              "iterations": trainer.iteration, "steps_this_call": trainer.iteration - start_iter}
     if evaluate_after and rank() == 0:
         t0 = time.perf_counter()
         val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)

@@ -303,8 +303,11 @@ class Trainer:
         self.skipped_steps += len(bad)
         return rows
 
-    def fit(self, progress: bool = True) -> History:
-        """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history."""
+    def fit(self, progress: bool = True, max_seconds: float | None = None) -> History:
+        """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history.
+
+        ``max_seconds``: stop after this much training time (at the end of a step), with a checkpoint, so a
+        time-boxed run (the GPU check) can be evaluated and later resumed; the schedule stays that of ``iters``."""
         cfg = self.config
         if self.iteration == 0 and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
             self.resume(self.out_dir / "last.pt")
@@ -331,6 +334,10 @@ class Trainer:
             if self.iteration in cfg.snapshot_iters and self.out_dir is not None:
                 self.save(self.out_dir / f"iter_{self.iteration}.pt")
             if self.iteration >= cfg.iters:
+                break
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                if rank() == 0:
+                    tqdm.write(f"minidet: stopping at iteration {self.iteration} of {cfg.iters}: {max_seconds:g} s of training reached")
                 break
         bar.close()
         self.train_seconds = time.perf_counter() - start
