@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 
 
 def normalize_level_losses(level_sums: Tensor, level_num_pos: Tensor, level_resampling: bool = False) -> Tensor:
@@ -32,7 +32,7 @@ def normalize_level_losses(level_sums: Tensor, level_num_pos: Tensor, level_resa
 
     Returns:
         ``(L,)`` parts. Positive counts are pooled over processes under ``torch.distributed``
-        (:func:`~minidet.engine.distributed.loss_normalizer`), so every process divides by the same numbers.
+        (:func:`~minidet.distributed.loss_normalizer`), so every process divides by the same numbers.
     """
     if level_resampling:
         return level_sums / loss_normalizer(level_num_pos) / level_sums.shape[0]

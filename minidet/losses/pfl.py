@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from minidet.engine.distributed import all_reduce_sum
+from minidet.distributed import all_reduce_sum
 from minidet.losses.focal import sigmoid_focal_loss
 from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 from minidet.losses.focal import FocalLoss
 from minidet.losses.levels import level_index, sum_per_level
 from minidet.losses.lrp import normalize_level_losses
@@ -127,7 +127,7 @@ class DenseDetector(Detector, ABC):
     @staticmethod
     def num_positives(pos: Tensor) -> Tensor:
         """``max(1, positives)`` of the batch, pooled over processes (divided by their number, as DDP
-        averages gradients; :func:`~minidet.engine.distributed.loss_normalizer`): the usual loss normaliser."""
+        averages gradients; :func:`~minidet.distributed.loss_normalizer`): the usual loss normaliser."""
         return loss_normalizer(pos.sum().float())
 
     def loss_dict(
