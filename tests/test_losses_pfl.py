@@ -6,7 +6,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss as tv_focal
 
 import minidet.losses.pfl as pfl_module
-from minidet.losses import ProgressiveFocalLoss, normalize_level_losses, pfl_hyperparams, pfl_hyperparams_per_level
+from minidet.losses import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
 from minidet.models import build_retinanet
 
 
@@ -105,13 +105,6 @@ def test_pfl_loss_and_gradient_equal_focal_loss_with_constant_per_level_paramete
     torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-6, atol=1e-9)
 
 
-def test_level_resampling_versus_pooled_by_hand():
-    sums, num_pos = torch.tensor([6.0, 1.0]), torch.tensor([3.0, 0.0])
-    # Eq. (1): (6 / 3 + 1 / max(1, 0)) / 2 levels; pooled: (6 + 1) / 3 positives
-    torch.testing.assert_close(normalize_level_losses(sums, num_pos, True), torch.tensor([1.0, 0.5]))
-    torch.testing.assert_close(normalize_level_losses(sums, num_pos, False), torch.tensor([2.0, 1 / 3]))
-
-
 class ConstantLoss(torch.nn.Module):
     """A classification loss that returns given per-element values: exercises the module interface."""
 
@@ -123,7 +116,7 @@ class ConstantLoss(torch.nn.Module):
         return self.values.expand_as(logits), {"levels/extra": torch.ones(num_levels)}
 
 
-@pytest.mark.parametrize("resampling", [False, True])
+@pytest.mark.parametrize("resampling", [False, True, "pooled", "own_positives", "code"])
 def test_detector_classification_loss_pooled_and_level_wise(resampling):
     values = torch.tensor([[[1.0, 2.0], [3.0, 0.5], [4.0, 4.0], [0.25, 0.25]]])  # (B=1, A=4, C=2)
     model = build_retinanet(2, cls_loss=ConstantLoss(values), level_resampling=resampling)
@@ -132,7 +125,8 @@ def test_detector_classification_loss_pooled_and_level_wise(resampling):
     valid = torch.tensor([[True, True, True, False]])  # anchor 3 is ignored
     parts, stats = model.classification_loss(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), pos, valid, levels, 2)
     # level sums over valid elements: level 0: 1 + 2 + 3 + 0.5 = 6.5 (2 positives); level 1: 8 (0 positives)
-    expected = [6.5 / 2 / 2, 8 / 1 / 2] if resampling else [6.5 / 2, 8 / 2]
+    own = resampling in (True, "own_positives")  # the other forms divide every level by the 2 positives in all
+    expected = [6.5 / 2 / 2, 8 / 1 / 2] if own else [6.5 / 2, 8 / 2]
     torch.testing.assert_close(parts, torch.tensor(expected))
     assert stats["levels/extra"].tolist() == [1.0, 1.0]
 

@@ -2,7 +2,7 @@
 
 >>> model = build_retinanet(num_classes=6, backbone="tiny")       # CPU lessons
 >>> model = build_retinanet(num_classes=80, backbone="resnet50")  # the paper's model
->>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
+>>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling="code")  # ATSS + UMOP as released
 >>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
 >>> model = build_dw(num_classes=6, refine=True, pos_weight_form="code")      # Dual Weighting
 >>> model = build_faster_rcnn(num_classes=6, iou_balanced=True, bfp=True)     # two of Libra R-CNN's switches
@@ -76,7 +76,7 @@ def build_retinanet(
     width 64, two convs per tower, GroupNorm); with a ResNet they are the paper's (256 channels,
     four convs, no norm). ``prior_prob`` initialises the classification bias (Sec. 4). ``octave_base_scale`` sets the anchor size: 4 x stride as in the paper.
     Remaining keyword arguments go to :class:`RetinaNet` (e.g. ``focal_gamma``, ``score_thresh``,
-    ``cls_loss="pfl"``, ``level_resampling=True``).
+    ``cls_loss="pfl"``, ``level_resampling="own_positives"``).
     """
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     norm = norm if norm is not None or backbone != "tiny" else "gn"
@@ -98,7 +98,7 @@ def build_atss(
 ) -> ATSS:
     """ATSS on P3-P7: one square anchor per cell of side ``octave_base_scale x stride`` (8 in the paper),
     GroupNorm towers (64 channels and 2 convs with the tiny backbone, 256 and 4 with a ResNet).
-    Remaining keyword arguments go to :class:`ATSS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    Remaining keyword arguments go to :class:`ATSS` (e.g. ``cls_loss="pfl"``, ``level_resampling="own_positives"``,
     ``box_loss_weight``, ``score_thresh``)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale, scales_per_octave=1, ratios=(1.0,))
@@ -121,7 +121,7 @@ def build_fcos(
     """FCOS on P3-P7 (P6, P7 from P5): one point per cell, GroupNorm towers (64 channels and 2 convs with
     the tiny backbone, 256 and 4 with a ResNet), :class:`FCOSAssigner` with ``scale_ranges`` (COCO's by
     default; ``scaled_ranges(0.5)`` suits 256-400 px images) and ``center_sampling_radius`` (1.5 strides).
-    Remaining keyword arguments go to :class:`FCOS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    Remaining keyword arguments go to :class:`FCOS` (e.g. ``cls_loss="pfl"``, ``level_resampling="own_positives"``,
     ``box_loss_weight``, ``score_thresh``)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     points = PointGenerator(neck.strides)

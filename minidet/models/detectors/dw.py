@@ -15,6 +15,7 @@ from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import batched_box_iou, pad_targets
 from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
 from minidet.losses.levels import sum_per_level
+from minidet.losses.lrp import lrp_form
 from minidet.losses.regression import giou_loss
 from minidet.models.detectors.dense import DenseDetector
 from minidet.models.points import PointGenerator
@@ -56,7 +57,7 @@ class DualWeighting(DenseDetector):
             :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; the same losses up to float rounding).
         **kwargs: inference settings for :class:`DenseDetector` (``nms_thresh`` defaults to DW's 0.6).
             DW has its own classification loss: ``cls_loss`` must stay ``"focal"`` (unused) and
-            ``level_resampling`` off.
+            ``level_resampling`` ``"pooled"`` (or ``False``).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class DualWeighting(DenseDetector):
         gt_chunk: int | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.get("cls_loss", "focal") != "focal" or kwargs.get("level_resampling", False):
+        if kwargs.get("cls_loss", "focal") != "focal" or lrp_form(kwargs.get("level_resampling", False)) != "pooled":
             raise ValueError("DualWeighting has its own weighted classification loss: cls_loss='pfl' and "
                              "level_resampling do not apply to it")
         for name, form in (("pos_weight_form", pos_weight_form), ("neg_prob_form", neg_prob_form)):
