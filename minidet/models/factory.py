@@ -144,8 +144,9 @@ def build_dw(
 ) -> DualWeighting:
     """Dual Weighting on FCOS, P3-P7: :class:`DWHead` (objectness on the regression tower, classification
     prior 0.02, box refinement when ``refine``), GroupNorm towers sized as :func:`build_fcos`.
-    ``pos_weight_form``: ``"code"`` (authors' exponents 5 / 3, default) or ``"paper"``. Remaining keyword
-    arguments go to :class:`DualWeighting` (``soft_prior``, ``neg_prob_form``, ``mu``, ``beta``, ...)."""
+    ``pos_weight_form``: ``"code"`` (the authors' consistency and exponents 5 / 3, default) or ``"paper"``
+    (the paper's consistency, weights summing to 1). Remaining keyword arguments go to :class:`DualWeighting`
+    (``soft_prior``, ``neg_prob_form``, ``mu``, ``beta``, ``consistency_beta``, ...)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     points = PointGenerator(neck.strides)
     head = DWHead(neck.out_channels, num_classes, len(neck.strides), convs, prior_prob, norm, refine)
