@@ -139,3 +139,28 @@ def test_pfl_cuda_equals_cpu(cuda_device):
         logits.to(cuda_device), targets.to(cuda_device), pos.to(cuda_device), levels.to(cuda_device), 3)
     torch.testing.assert_close(gpu.cpu(), cpu)
     torch.testing.assert_close(gpu_stats["levels/pfl_gamma"].cpu(), cpu_stats["levels/pfl_gamma"])
+
+
+def authors_level_gamma(pos_probs: torch.Tensor, gamma: float = 2.0, delta: float = 0.5) -> float:
+    """zimoqingfeng/UMOP LRPHead.loss_single, one level: mean of -log p over the entries > 0, else 2; clamped."""
+    xse = -torch.log(pos_probs.float())
+    cond = float(xse[xse > 0].mean()) if (xse > 0).any() else 2.0
+    return min(max(cond, gamma - delta), gamma + delta)
+
+
+def test_positives_at_probability_one_count_here_but_not_in_the_authors_code():
+    """Documented difference (pfl.py): a positive with p = 1.0 in float32 drops out of the authors' mean;
+    a level whose positives all have p = 1 gets 2 (= gamma) there and gamma - delta here."""
+    certain = torch.tensor([1.0, 1.0])
+    g, _ = pfl_hyperparams(certain, variant="official")
+    assert float(g) == 1.5 and authors_level_gamma(certain) == 2.0
+    mixed = torch.tensor([1.0, 0.2, 0.3])
+    g, _ = pfl_hyperparams(mixed, variant="official")
+    # here: (0 - log 0.2 - log 0.3) / 3 = 0.938 -> clipped to 1.5; authors: (-log 0.2 - log 0.3) / 2 = 1.41 -> 1.5 too
+    assert float(g) == 1.5 and authors_level_gamma(mixed) == 1.5
+    near = torch.tensor([1.0, 0.05, 0.1])  # here 1.766, authors 2.649 -> clipped 2.5
+    g, _ = pfl_hyperparams(near, variant="official")
+    torch.testing.assert_close(g, torch.tensor((-math.log(0.05) - math.log(0.1)) / 3))
+    assert authors_level_gamma(near) == 2.5
+    g, _ = pfl_hyperparams(torch.zeros(0), variant="official")  # no positive: gamma in both
+    assert float(g) == 2.0 and authors_level_gamma(torch.zeros(0)) == 2.0

@@ -29,6 +29,15 @@ Paper and code differ in Eq. (4): the authors' implementation averages ``-log p`
 never focuses less. Both are clipped the same way. The hyper-parameters are statistics, not functions
 to differentiate: they are computed without gradient.
 
+**Which positives the authors' code counts.** Their ``LRPHead.loss_single`` (``zimoqingfeng/UMOP``,
+``mmdet/models/dense_heads/level_resampling_head.py``) averages ``-log p`` over the entries where it is
+``> 0``, not over the positives: a positive whose probability rounds to 1.0 in float32 (``-log p = 0``)
+drops out of the mean, and a level whose positives all do (or that has none) gets the constant 2, which
+is ``gamma`` for the default ``gamma = 2`` and not the clamp's lower end ``gamma - delta``. minidet counts
+every positive: such a positive adds 0 to ``mean(-log p)``, and a level whose positives all have
+``p = 1`` gets ``gamma - delta`` after the clip. The two differ only on positives classified with
+float32 certainty, and a level without positives gets ``gamma`` in both.
+
 Under ``torch.distributed`` the statistic is pooled over processes before it is clipped, as in the
 authors' code. They average each process's level mean (mmdetection's ``reduce_mean``, with a process
 that has no positive on the level contributing the value 2); here the per-level sums and counts are

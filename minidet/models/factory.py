@@ -160,8 +160,8 @@ def build_faster_rcnn(
     fpn_channels: int | None = None,
     fc_dim: int | None = None,
     anchor_scale: float = 8.0,
-    iou_balanced: bool = False,
-    bfp: bool = False,
+    iou_balanced: bool | str = False,
+    bfp: bool | str = False,
     balanced_l1: bool = False,
     instance_balanced: bool = False,
     num_rois: int | None = None,
@@ -172,8 +172,11 @@ def build_faster_rcnn(
 ) -> FasterRCNN:
     """Faster R-CNN with FPN (P2-P6, P6 by subsampling), and the Libra R-CNN switches.
 
-    ``iou_balanced`` (IoU-balanced negative sampling, K = 3), ``bfp`` (Balanced Feature Pyramid with a
-    non-local refinement on P4), ``balanced_l1`` (Balanced L1 box loss) and ``instance_balanced``
+    ``iou_balanced`` (IoU-balanced negative sampling, K = 3: ``True`` or ``"paper"`` bins the negatives'
+    IoU range, ``"code"`` reproduces the authors' sampler, see
+    :meth:`~minidet.samplers.proposal_sampler.ProposalSampler.iou_balanced_form`), ``bfp`` (Balanced Feature
+    Pyramid with a non-local refinement on P4; ``True`` or ``"mmdetection"`` initialises it as mmdetection,
+    ``"libra"`` as the Libra R-CNN repository, see :class:`~minidet.models.necks.BalancedFPN`), ``balanced_l1`` (Balanced L1 box loss) and ``instance_balanced``
     (instance-balanced positive sampling, part of the reference code's sampler) are the ablation's four
     constructor arguments; all off is Faster R-CNN. The RPN uses one anchor size per level,
     ``anchor_scale x stride`` (8: 32 px on P2 ... 512 px on P6) with ratios 1:2, 1:1, 2:1.
@@ -195,13 +198,17 @@ def build_faster_rcnn(
     neck: nn.Module = FPN(tuple(bb.out_channels[k] for k in ("c2", "c3", "c4", "c5")), (4, 8, 16, 32), ch,
                           num_extra=1, extra_source="pool")
     if bfp:
-        neck = BalancedFPN(neck, refine_level=2, refine="non_local")
+        neck = BalancedFPN(neck, refine_level=2, refine="non_local", init="mmdetection" if bfp is True else bfp)
     anchors = AnchorGenerator(neck.strides, octave_base_scale=anchor_scale, scales_per_octave=1)
     rpn = RegionProposalNetwork(RPNHead(ch, anchors.num_anchors), anchors, pre_nms_top_n=tuple(rpn_pre_nms_top_n),
                                 post_nms_top_n=tuple(rpn_post_nms_top_n))
     roi_head = RoIBoxHead(ch, num_classes, num_levels=4, sampling_ratio=sampling_ratio, fc_dim=fc_dim or (256 if tiny else 1024))
-    sampler = ProposalSampler(num=num_rois, neg_sampler="iou_balanced" if iou_balanced else "random",
-                              pos_sampler="instance_balanced" if instance_balanced else "random")
+    pos_sampler = "instance_balanced" if instance_balanced else "random"
+    if iou_balanced:
+        form = "paper" if iou_balanced is True else iou_balanced
+        sampler = ProposalSampler.iou_balanced_form(form, num=num_rois, pos_sampler=pos_sampler)
+    else:
+        sampler = ProposalSampler(num=num_rois, pos_sampler=pos_sampler)
     return FasterRCNN(bb, neck, rpn, roi_head, num_classes, sampler=sampler,
                       box_loss="balanced_l1" if balanced_l1 else "smooth_l1", **kwargs)
 
