@@ -50,7 +50,8 @@ class DualWeighting(DenseDetector):
     * ``neg_prob_form``: ``"code"`` rescales a curve over each ground truth's candidates; ``"paper"`` is
       the fixed curve through ``(0.5, 1)`` and ``(0.95, 0)`` (:func:`~minidet.assigners.dw_weights.neg_prob`).
 
-    The losses themselves (:mod:`minidet.losses.dual_weighting`) are the code's in both forms. Where same-class ground truths share a point, ``P_neg`` takes the minimum
+    The losses themselves (:mod:`minidet.losses.dual_weighting`) are the code's in both forms. Where
+    same-class ground truths share a point, ``P_neg`` takes the minimum
     (:func:`~minidet.assigners.dw_weights.neg_prob_per_class`).
 
     Args:
