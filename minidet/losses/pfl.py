@@ -36,7 +36,8 @@ drops out of the mean, and a level whose positives all do (or that has none) get
 is ``gamma`` for the default ``gamma = 2`` and not the clamp's lower end ``gamma - delta``. minidet counts
 every positive: such a positive adds 0 to ``mean(-log p)``, and a level whose positives all have
 ``p = 1`` gets ``gamma - delta`` after the clip. The two differ only on positives classified with
-float32 certainty, and a level without positives gets ``gamma`` in both.
+float32 certainty; a level without positives gets ``gamma`` here and 2 there (the same for the default
+``gamma = 2``).
 
 Under ``torch.distributed`` the statistic is pooled over processes before it is clipped, as in the
 authors' code. They average each process's level mean (mmdetection's ``reduce_mean``, with a process
