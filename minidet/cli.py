@@ -19,7 +19,8 @@ from minidet.engine.experiment import MODELS, RunConfig, load_detector, make_dat
 from minidet.engine.loader import build_loader
 from minidet.engine.precision import describe
 from minidet.engine.trainer import TrainConfig
-from minidet.errors import MinidetError
+from minidet.errors import ConfigError, MinidetError
+from minidet.losses.lrp import LRP_FORMS
 from minidet.models import BACKBONES
 
 DEFAULTS = RunConfig()
@@ -54,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale,
                    help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
     t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
-    t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
+    t.add_argument("--lrp", action="store_true",
+                   help="UMOP's level-wise resampling as minidet reads Eq. 1: each level by its own positives "
+                        "(same as --level-norm own_positives)")
+    t.add_argument("--level-norm", default=None, choices=LRP_FORMS,
+                   help="normalisation of the classification loss over levels: pooled (default), own_positives "
+                        "(minidet's interpretation of UMOP Eq. 1) or code (the UMOP authors' code: equals pooled)")
     t.add_argument("--no-amp", action="store_true", help="plain fp32: no autocast (default: bf16/fp16 autocast on CUDA, bf16 on a CPU with native bf16, else fp32)")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over all GPUs (SyncBatchNorm)")
@@ -76,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="write metrics.json here (default: next to the checkpoint)")
     _add_data_args(e)
     return parser
+
+
+def level_norm(args: argparse.Namespace) -> bool | str:
+    """The model's ``level_resampling`` from ``--lrp`` and ``--level-norm`` (they must agree when both are given)."""
+    if args.level_norm is None:
+        return args.lrp
+    if args.lrp and args.level_norm != "own_positives":
+        raise ConfigError(f"--lrp means --level-norm own_positives; got --level-norm {args.level_norm} as well")
+    return args.level_norm
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -117,7 +132,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
                     batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train,
-                    model_kwargs={"cls_loss": args.cls_loss, "level_resampling": args.lrp})
+                    model_kwargs={"cls_loss": args.cls_loss, "level_resampling": level_norm(args)})
     if not main_process:
         run(spec, cfg, args.out, device=str(device), progress=False, evaluate_after=False)
         return 0

@@ -20,6 +20,7 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
+from minidet.losses.lrp import lrp_form
 from minidet.models import (build_atss, build_dw, build_faster_rcnn, build_fcos, build_libra_rcnn, build_mimicdet,
                             build_retinanet)
 
@@ -90,7 +91,8 @@ class RunConfig:
 def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: str | None = None,
                 octave_base_scale: float = 4.0, **kwargs) -> torch.nn.Module:
     """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
-    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
+    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling="code"`` (or another of
+    :data:`~minidet.losses.lrp.LRP_FORMS`; ``True`` is ``"own_positives"``), or ``scale_ranges`` for FCOS.
 
     ``octave_base_scale`` sets the anchor size of the anchor-based models (the two-stage models, whose RPN
     has one anchor size per level, get ``anchor_scale = 2 x octave_base_scale`` unless given, MimicDet, whose anchors
@@ -102,7 +104,7 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     if model not in builders:
         raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
     if model in SOFTMAX_MODELS:
-        if kwargs.pop("cls_loss", "focal") != "focal" or kwargs.pop("level_resampling", False):
+        if kwargs.pop("cls_loss", "focal") != "focal" or lrp_form(kwargs.pop("level_resampling", False)) != "pooled":
             raise ConfigError(f"{model} classifies with a softmax: --cls-loss pfl and --lrp apply to the dense models")
         kwargs.setdefault("anchor_scale", (1 if model == "mimicdet" else 2) * octave_base_scale)
     elif model not in POINT_MODELS:

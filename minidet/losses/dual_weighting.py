@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 
 
 def bce_one(p: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ def dw_neg_loss(scores: Tensor, w_neg: Tensor) -> Tensor:
 
 def dw_normalizers(gt_valid: Tensor, p_neg: Tensor) -> tuple[Tensor, Tensor]:
     """``(N_gt, sum (1 - P_neg))``, each clamped to at least 1 and pooled over processes
-    (:func:`~minidet.engine.distributed.loss_normalizer`).
+    (:func:`~minidet.distributed.loss_normalizer`).
 
     ``gt_valid`` ``(B, G)`` bool; ``p_neg`` ``(B, A, C)``. Both are scalars on device, without gradient."""
     num_gt = loss_normalizer(gt_valid.sum().float())

@@ -57,12 +57,14 @@ def vfl_weights(iou: Tensor, score: Tensor, alpha: float = 0.75, gamma: float = 
 
 def dw_toy_weights(iou: Tensor, score: Tensor, prior: Tensor | None = None, mu: float = 5.0, beta: float = 5.0,
                    gamma1: float = 2.0, gamma2: float = 2.0, iou_threshold: float = 0.5, pos_form: str = "code",
-                   neg_form: str = "code") -> dict[str, Tensor]:
+                   neg_form: str = "code", consistency_beta: float = 0.8) -> dict[str, Tensor]:
     """DW's weights of the ``N`` candidate points of one ground truth, from their IoU and score alone.
 
     ``p_loc = exp(-beta (1 - IoU))``: the GIoU loss is ``1 - IoU`` when the enclosing box is the union
-    (e.g. nested boxes). Then :func:`~minidet.assigners.dw_weights.dw_pos_weight` (normalised over the
-    ``N`` points), :func:`~minidet.assigners.dw_weights.neg_prob` and
+    (e.g. nested boxes). The consistency ``v`` is the code's ``score * p_loc`` (``pos_form="code"``) or the
+    paper's ``score^beta IoU^(1 - beta)`` (``"paper"``, ``beta = consistency_beta``); then
+    :func:`~minidet.assigners.dw_weights.dw_pos_weight` (normalised over the ``N`` points),
+    :func:`~minidet.assigners.dw_weights.neg_prob` (``neg_form``) and
     :func:`~minidet.assigners.dw_weights.dw_neg_weight`.
 
     Args:
@@ -75,10 +77,10 @@ def dw_toy_weights(iou: Tensor, score: Tensor, prior: Tensor | None = None, mu: 
     prior = torch.ones_like(iou) if prior is None else prior.double()
     p_loc = dw.localization_score(1 - iou, beta)
     col = lambda x: x[None, :, None]  # (N,) -> (1, N, 1): one image, one ground truth
-    w_pos = dw.dw_pos_weight(col(score), col(p_loc), col(prior), mu, pos_form)[0, :, 0]
+    v = dw.paper_consistency(score, iou, consistency_beta) if pos_form == "paper" else dw.consistency(score, p_loc)
+    w_pos = dw.dw_pos_weight(col(v), col(prior), mu, pos_form)[0, :, 0]
     p_neg = dw.neg_prob(col(iou), col(torch.ones_like(iou, dtype=torch.bool)), iou_threshold, gamma1, neg_form)[0, :, 0]
-    return {"w_pos": w_pos, "w_neg": dw.dw_neg_weight(p_neg, score, gamma2), "p_neg": p_neg, "p_loc": p_loc,
-            "v": dw.consistency(score, p_loc)}
+    return {"w_pos": w_pos, "w_neg": dw.dw_neg_weight(p_neg, score, gamma2), "p_neg": p_neg, "p_loc": p_loc, "v": v}
 
 
 @torch.no_grad()

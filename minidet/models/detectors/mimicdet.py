@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from minidet.assigners.max_iou import AssignResult, MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 from minidet.losses.levels import level_index
 from minidet.losses.mimic import mean_cosine, mimic_loss
 from minidet.losses.regression import l1_loss, smooth_l1_loss
