@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint with COCOeval")
     e.add_argument("checkpoint", help="a last.pt written by minidet train")
     e.add_argument("--out", default=None, help="write metrics.json here (default: next to the checkpoint)")
+    e.add_argument("--no-amp", action="store_true", help="plain fp32 (default: the training precision rule, see train --no-amp)")
     _add_data_args(e)
     return parser
 
@@ -157,7 +158,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if mc["num_classes"] != val.num_classes:
         raise MinidetError(f"{args.checkpoint} was trained for {mc['num_classes']} classes, {spec.val_ann} has {val.num_classes}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True)
+    metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True,
+                       amp=not args.no_amp)
     _print_metrics(metrics)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)

@@ -175,7 +175,7 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     if evaluate_after and rank() == 0:
         t0 = time.perf_counter()
         val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)
-        metrics = evaluate(trainer.model, val_loader, device=device, progress=progress)
+        metrics = evaluate(trainer.model, val_loader, device=device, progress=progress, amp=cfg.train.amp)
         result["eval_seconds"] = time.perf_counter() - t0
         result["metrics"] = metrics
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
