@@ -83,7 +83,7 @@ def test_fused_pfl_equals_pfl_module_per_element(variant):
     levels = torch.arange(40) // 10
     ref_x, fused_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ref, ref_stats = ProgressiveFocalLoss(variant=variant)(ref_x, onehot, pos, levels, 4)
-    out, stats = ProgressiveFocalLoss(variant=variant, fused=True)(fused_x, onehot, pos, levels, 4)
+    out, stats = ProgressiveFocalLoss(variant=variant, fused=True)(fused_x, labels, pos, levels, 4)  # class indices
     assert out.shape == (2, 40, 1)
     torch.testing.assert_close(stats, ref_stats, rtol=0, atol=0)  # same gamma_ad, alpha_ad
     assert not stats["levels/pfl_gamma"].equal(torch.full((4,), 2.0))  # the levels really differ from focal
@@ -138,7 +138,7 @@ def test_fused_modules_give_the_detector_the_same_level_losses_and_gradients(mak
     for fused in (False, True):
         model = build_retinanet(4, cls_loss=make_loss(fused=fused), level_resampling=resampling)
         xx = x.clone().requires_grad_(True)
-        parts, stats = model.classification_loss(xx, onehot.float(), pos, valid, levels, 4)
+        parts, stats = model.classification_loss(xx, labels.clamp(min=0), pos, valid, levels, 4)
         parts.sum().backward()
         results.append((parts.detach(), stats, xx.grad))
     (ref, ref_stats, ref_grad), (out, stats, grad) = results

@@ -123,7 +123,7 @@ def test_detector_classification_loss_pooled_and_level_wise(resampling):
     levels = torch.tensor([0, 0, 1, 1])
     pos = torch.tensor([[True, True, False, False]])
     valid = torch.tensor([[True, True, True, False]])  # anchor 3 is ignored
-    parts, stats = model.classification_loss(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), pos, valid, levels, 2)
+    parts, stats = model.classification_loss(torch.zeros(1, 4, 2), torch.zeros(1, 4, dtype=torch.long), pos, valid, levels, 2)
     # level sums over valid elements: level 0: 1 + 2 + 3 + 0.5 = 6.5 (2 positives); level 1: 8 (0 positives)
     own = resampling in (True, "own_positives")  # the other forms divide every level by the 2 positives in all
     expected = [6.5 / 2 / 2, 8 / 1 / 2] if own else [6.5 / 2, 8 / 2]

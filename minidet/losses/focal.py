@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
+from minidet.losses.focal_fused import fused_sigmoid_focal_loss
 from minidet.losses.reduction import reduce_loss
 
 
@@ -68,8 +68,9 @@ class FocalLoss(nn.Module):
 
     ``fused=True`` returns the loss summed over classes, ``(B, A, 1)``, from
     :func:`~minidet.losses.fused_sigmoid_focal_loss` (Triton on CUDA: loss and gradient in one pass,
-    no ``(B, A, C)`` loss stored). The detector's masked per-level sums are the same; ``targets`` must
-    then be one-hot (they are converted to class indices).
+    no ``(B, A, C)`` loss stored). The detector's masked per-level sums are the same; ``targets`` are
+    then class indices ``(B, A)`` int64 (``-1`` for background), as the detector hands them over: no
+    one-hot tensor is built at all.
     """
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0, fused: bool = False) -> None:
@@ -79,7 +80,7 @@ class FocalLoss(nn.Module):
     def forward(self, logits: Tensor, targets: Tensor, pos: Tensor, levels: Tensor, num_levels: int
                 ) -> tuple[Tensor, dict[str, Tensor]]:
         if self.fused:
-            return fused_sigmoid_focal_loss(logits, one_hot_to_labels(targets), self.gamma, self.alpha)[..., None], {}
+            return fused_sigmoid_focal_loss(logits, targets, self.gamma, self.alpha)[..., None], {}
         return sigmoid_focal_loss(logits, targets, self.alpha, self.gamma), {}
 
     def extra_repr(self) -> str:

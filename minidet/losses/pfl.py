@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from minidet.distributed import all_reduce_sum
 from minidet.losses.focal import sigmoid_focal_loss
-from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
+from minidet.losses.focal_fused import fused_sigmoid_focal_loss
 
 VARIANTS = ("paper", "official")
 
@@ -122,7 +122,8 @@ class ProgressiveFocalLoss(nn.Module):
 
     ``fused=True``: as :class:`minidet.losses.FocalLoss`, the loss summed over classes ``(B, A, 1)`` from
     :func:`~minidet.losses.fused_sigmoid_focal_loss`, fed with the per-level ``gamma_ad``/``alpha_ad``
-    device tensors (no host synchronisation); the true-class probability is gathered, not summed.
+    device tensors (no host synchronisation); ``targets`` are then class indices ``(B, A)`` (``-1`` for
+    background) and the true-class probability is gathered, not summed.
     """
 
     def __init__(self, gamma: float = 2.0, delta: float = 0.5, w: float = 0.5, variant: str = "paper",
@@ -137,7 +138,7 @@ class ProgressiveFocalLoss(nn.Module):
     def forward(self, logits: Tensor, targets: Tensor, pos: Tensor, levels: Tensor, num_levels: int
                 ) -> tuple[Tensor, dict[str, Tensor]]:
         if self.fused:
-            labels = one_hot_to_labels(targets)  # (B, A), -1 for background
+            labels = targets  # (B, A), -1 for background
             probs = torch.sigmoid(logits.detach().gather(-1, labels.clamp(min=0)[..., None]))[..., 0]
         else:
             probs = (torch.sigmoid(logits.detach()) * targets).sum(-1)  # (B, A) true-class probability

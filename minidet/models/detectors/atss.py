@@ -92,8 +92,7 @@ class ATSS(DenseDetector):
         pos = assign.pos  # (B, A); every other anchor is negative
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
-        cls_targets = self.class_targets(labels, pos, cls_logits)
-        cls_levels, cls_stats = self.classification_loss(cls_logits, cls_targets, pos, assign.neg | pos, levels, num_levels)
+        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, assign.neg | pos, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
         # Non-positives compare the prediction with their own anchor: finite values and gradients that

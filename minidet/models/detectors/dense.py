@@ -104,13 +104,16 @@ class DenseDetector(Detector, ABC):
         return self._levels[key]
 
     def classification_loss(
-        self, cls_logits: Tensor, cls_targets: Tensor, pos: Tensor, valid: Tensor, levels: Tensor, num_levels: int
+        self, cls_logits: Tensor, labels: Tensor, pos: Tensor, valid: Tensor, levels: Tensor, num_levels: int
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The normalised classification loss, level by level.
 
+        A fused loss module (``fused=True``) takes the class indices as they are (``-1`` for background);
+        the others get one-hot targets (:meth:`class_targets`), built only for them.
+
         Args:
             cls_logits: ``(B, A, C)`` logits (any float dtype; computed in float32).
-            cls_targets: ``(B, A, C)`` one-hot targets, zero rows for negatives.
+            labels: ``(B, A)`` int64 class of each element's matched ground truth (read where ``pos``).
             pos, valid: ``(B, A)`` bool: positives; samples that count (positives and negatives).
             levels: ``(A,)`` level of each element; ``num_levels``: ``L``.
 
@@ -120,11 +123,16 @@ class DenseDetector(Detector, ABC):
             ``levels/pos_prob``, the mean predicted probability of the true class at each level's
             positives (0 for a level without positives).
         """
-        loss, stats = self.cls_loss(cls_logits.float(), cls_targets.float(), pos, levels, num_levels)
+        logits = cls_logits.float()
+        if getattr(self.cls_loss, "fused", False):
+            targets = torch.where(pos, labels, -1)  # (B, A) class indices, -1 for background
+        else:
+            targets = self.class_targets(labels, pos, logits)  # (B, A, C) one-hot
+        loss, stats = self.cls_loss(logits, targets, pos, levels, num_levels)
         loss = torch.where(valid[..., None], loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
         level_pos = sum_per_level(pos.float(), levels, num_levels)
         with torch.no_grad():  # how well each level already classifies its positives: what PFL reacts to
-            p_true = (torch.sigmoid(cls_logits.float()) * cls_targets).sum(-1) * pos  # (B, A)
+            p_true = torch.sigmoid(logits.gather(-1, labels.clamp(min=0)[..., None]))[..., 0] * pos  # (B, A)
             stats = {**stats, "levels/pos_prob": sum_per_level(p_true, levels, num_levels) / level_pos.clamp(min=1)}
         return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_norm), stats
 

@@ -76,8 +76,7 @@ class RetinaNet(DenseDetector):
         pos, valid = assign.pos, assign.pos | assign.neg  # (B, A)
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
-        cls_targets = self.class_targets(labels, pos, cls_logits)
-        cls_levels, cls_stats = self.classification_loss(cls_logits, cls_targets, pos, valid, levels, num_levels)
+        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, valid, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
         reg_targets = self.box_coder.encode(anchors[None], matched)
