@@ -47,6 +47,25 @@ def test_train_step_with_bf16_autocast_and_inference(tiny_shapes, cuda_device, t
     assert 0.0 <= metrics["AP"] <= 1.0
 
 
+def test_resume_on_cuda(tiny_shapes, cuda_device, tmp_path):
+    """A checkpoint written on CUDA resumes on CUDA: the saved RNG states must reach torch.set_rng_state as CPU
+    ByteTensors whatever the checkpoint's map location, and the weights continue where they stopped."""
+    ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(True, 128), seed=0)
+
+    def trainer():
+        torch.manual_seed(0)
+        return Trainer(build_retinanet(ds.num_classes, backbone="tiny", octave_base_scale=2.0), build_loader(ds, 4, train=True, seed=0),
+                       TrainConfig(iters=4, warmup_iters=1, checkpoint_interval=2, log_interval=1), out_dir=tmp_path, device=cuda_device)
+
+    first = trainer()
+    first.callbacks.append(lambda t, rows: (_ for _ in ()).throw(KeyboardInterrupt) if t.iteration == 3 else None)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(progress=False)
+    again = trainer()
+    again.fit(progress=False)  # resumes from last.pt (iteration 2)
+    assert again.iteration == 4 and next(again.model.parameters()).is_cuda
+
+
 def test_fp16_autocast_uses_grad_scaler(tiny_shapes, cuda_device, tmp_path):
     ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(True, 128))
     trainer = Trainer(build_retinanet(ds.num_classes), build_loader(ds, 4, train=True),
