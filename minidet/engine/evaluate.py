@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from minidet.boxes.ops import rescale_boxes
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -29,9 +31,8 @@ def detections_to_coco(detections: list[dict[str, torch.Tensor]], targets: list[
     """
     records = []
     for det, tgt, size in zip(detections, targets, image_sizes.tolist()):
-        oh, ow = (int(v) for v in tgt["orig_size"])
-        sy, sx = oh / size[0], ow / size[1]
-        boxes = det["boxes"].detach().float().cpu() * torch.tensor([sx, sy, sx, sy])
+        orig = tuple(int(v) for v in tgt["orig_size"])
+        boxes = rescale_boxes(det["boxes"].detach().float().cpu(), size, orig)
         boxes[:, 2:] -= boxes[:, :2]
         for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
             records.append({"image_id": int(tgt["image_id"]), "category_id": label_to_cat_id[int(label)],
