@@ -118,17 +118,29 @@ class Predictor:
         single = not isinstance(image, (list, tuple))
         images = [to_image_tensor(im) for im in ([image] if single else image)]
         results: list[dict[str, Any]] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            batch, sizes = self.preprocess(chunk)
-            dets = self.model(batch.to(self.device), image_sizes=sizes.to(self.device))
-            for det, size, img in zip(dets, sizes.tolist(), chunk):
-                keep = det["scores"] > score_thresh if score_thresh is not None else slice(None)
-                boxes = rescale_boxes(det["boxes"][keep].float().cpu(), tuple(size), tuple(img.shape[1:]))
-                labels = det["labels"][keep].cpu()
-                results.append({"boxes": boxes, "scores": det["scores"][keep].float().cpu(), "labels": labels,
-                                "names": [self.class_names[i] for i in labels.tolist()]})
+        own = getattr(self.model, "score_thresh", None)  # the post-processing threshold; a lower request lowers it
+        if own is not None and score_thresh is not None and score_thresh < own:
+            self.model.score_thresh = score_thresh
+        try:
+            for start in range(0, len(images), batch_size):
+                results += self._predict_batch(images[start:start + batch_size], score_thresh)
+        finally:
+            if own is not None:
+                self.model.score_thresh = own
         return results[0] if single else results
+
+    def _predict_batch(self, chunk: list[Tensor], score_thresh: float | None) -> list[dict[str, Any]]:
+        """Detections of ``(3, H0, W0)`` images, mapped from the resized input back to each one's pixels."""
+        batch, sizes = self.preprocess(chunk)
+        dets = self.model(batch.to(self.device), image_sizes=sizes.to(self.device))
+        results = []
+        for det, size, img in zip(dets, sizes.tolist(), chunk):
+            keep = det["scores"] > score_thresh if score_thresh is not None else slice(None)
+            boxes = rescale_boxes(det["boxes"][keep].float().cpu(), tuple(size), tuple(img.shape[1:]))
+            labels = det["labels"][keep].cpu()
+            results.append({"boxes": boxes, "scores": det["scores"][keep].float().cpu(), "labels": labels,
+                            "names": [self.class_names[i] for i in labels.tolist()]})
+        return results
 
     __call__ = predict
 
