@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,3 +88,21 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
         image_ids += [int(t["image_id"]) for t in batch.targets]
     model.train(was_training)
     return coco_metrics(dataset.coco, results, image_ids, verbose=verbose)
+
+
+def evaluate_snapshots(run_dir: str | Path, loader: DataLoader, device: str | torch.device = "cpu",
+                       progress: bool = False) -> list[tuple[int, dict[str, float]]]:
+    """COCO metrics of every checkpoint of a run folder (the ``iter_<n>.pt`` snapshots of
+    ``TrainConfig.snapshot_iters`` and ``last.pt``): ``[(iteration, metrics), ...]`` sorted by iteration, the
+    learning curve in AP rather than in loss."""
+    from minidet.engine.checkpoint import load_checkpoint
+    from minidet.engine.experiment import load_detector  # experiment imports this module
+
+    rows = {}
+    for path in sorted(Path(run_dir).glob("*.pt")):
+        if path.name == "last.pt" or path.name.startswith("iter_"):
+            iteration = int(load_checkpoint(path)["iteration"])
+            if iteration not in rows:
+                model, _ = load_detector(path, device)
+                rows[iteration] = evaluate(model, loader, device, progress=progress)
+    return sorted(rows.items())

@@ -228,8 +228,12 @@ def lesson_run_dir(name: str, root: str | Path = "../runs") -> Path:
 
 
 def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
-    """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode."""
-    train = TrainConfig(iters=3 if fast_mode() else iters, optimizer="adamw", lr=2e-3, weight_decay=0.05,
-                        warmup_iters=1 if fast_mode() else 200, log_interval=1 if fast_mode() else 20,
-                        checkpoint_interval=0, channels_last=True, **train_overrides)
+    """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode.
+    ``train_overrides`` replace :class:`TrainConfig` fields (e.g. ``warmup_iters`` for a short run)."""
+    kw: dict[str, Any] = dict(iters=iters, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200,
+                              log_interval=20, checkpoint_interval=0, channels_last=True)
+    kw.update(train_overrides)
+    if fast_mode():
+        kw.update(iters=3, warmup_iters=1, log_interval=1)
+    train = TrainConfig(**kw)
     return RunConfig(batch_size=4 if fast_mode() else 8, workers=0 if fast_mode() else 1, train=train)
