@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
     t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
     t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
-    t.add_argument("--crowd", default="ignore", choices=("ignore", "drop"),
-                   help="iscrowd=1 annotations: ignore regions in assignment, or dropped (their anchors become negatives)")
+    t.add_argument("--crowd", default="drop", choices=("drop", "ignore"),
+                   help="iscrowd=1 annotations: dropped (their anchors are negatives), or ignore regions in assignment "
+                        "(neither positive nor negative; measured in results/crowd/)")
     t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over all GPUs (SyncBatchNorm)")

@@ -7,10 +7,10 @@ A sample is ``(image, target)``:
   ``labels`` int64 (N,) in ``0..num_classes-1``, ``image_id`` int, ``orig_size`` int64 (2,) = (H0, W0)
   of the file.
 
-Crowd annotations (``iscrowd=1``) mark regions, not instances. With ``crowd="ignore"`` (what ``minidet
-train`` uses) they come as ``target["crowd_boxes"]`` ``(M, 4)`` xyxy float32, moved by the same transforms
+Crowd annotations (``iscrowd=1``) mark regions, not instances. With ``crowd="ignore"`` (``minidet train
+--crowd ignore``) they come as ``target["crowd_boxes"]`` ``(M, 4)`` xyxy float32, moved by the same transforms
 as the boxes, and the detectors ignore the anchors inside them (:mod:`minidet.assigners.crowd`); with
-``crowd="drop"`` (the class default) they are skipped; ``"box"`` makes them ordinary boxes. COCOeval ignores
+``crowd="drop"`` (the default; ``results/crowd/`` measured no gain from ignoring) they are skipped; ``"box"`` makes them ordinary boxes. COCOeval ignores
 detections on crowd regions in any case. An image with no (non-crowd) annotation is a valid
 sample with ``boxes`` of shape (0, 4): it trains as all-negative.
 """

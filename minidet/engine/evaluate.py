@@ -91,10 +91,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
 
 
 def evaluate_snapshots(run_dir: str | Path, loader: DataLoader, device: str | torch.device = "cpu",
-                       progress: bool = False) -> list[tuple[int, dict[str, float]]]:
+                       progress: bool = False, last_metrics: dict[str, float] | None = None
+                       ) -> list[tuple[int, dict[str, float]]]:
     """COCO metrics of every checkpoint of a run folder (the ``iter_<n>.pt`` snapshots of
     ``TrainConfig.snapshot_iters`` and ``last.pt``): ``[(iteration, metrics), ...]`` sorted by iteration, the
-    learning curve in AP rather than in loss."""
+    learning curve in AP rather than in loss. ``last_metrics`` (e.g. what :func:`~minidet.engine.experiment.run`
+    returned on the same loader's dataset) stands for ``last.pt`` instead of evaluating it again."""
     from minidet.engine.checkpoint import load_checkpoint
     from minidet.engine.experiment import load_detector  # experiment imports this module
 
@@ -102,7 +104,9 @@ def evaluate_snapshots(run_dir: str | Path, loader: DataLoader, device: str | to
     for path in sorted(Path(run_dir).glob("*.pt")):
         if path.name == "last.pt" or path.name.startswith("iter_"):
             iteration = int(load_checkpoint(path)["iteration"])
-            if iteration not in rows:
+            if path.name == "last.pt" and last_metrics is not None:
+                rows[iteration] = dict(last_metrics)
+            elif iteration not in rows:
                 model, _ = load_detector(path, device)
                 rows[iteration] = evaluate(model, loader, device, progress=progress)
     return sorted(rows.items())

@@ -86,7 +86,7 @@ class RunConfig:
     scale_jitter: tuple[float, float] = (0.8, 1.0)
     skip_bad_records: bool = False
     init_from: str | None = None  # a checkpoint of another run to start from (fine-tuning), see run()
-    crowd: str = "ignore"  # iscrowd=1 boxes: ignore regions in assignment, or "drop" them (see CocoDetection)
+    crowd: str = "drop"  # iscrowd=1 boxes: "drop" them, or "ignore" regions in assignment (results/crowd/: no gain measured)
     train: TrainConfig = field(default_factory=TrainConfig)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +156,7 @@ def init_from_checkpoint(model: torch.nn.Module, checkpoint: str | Path, model_n
 
 
 def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0),
-                  skip_bad_records: bool = False, crowd: str = "ignore") -> tuple[CocoDetection, CocoDetection]:
+                  skip_bad_records: bool = False, crowd: str = "drop") -> tuple[CocoDetection, CocoDetection]:
     """Training set (flip + scale jitter; crowd boxes as ``crowd``, see :class:`CocoDetection`) and validation
     set (resize only) at input side ``size``. A dataset with malformed records is refused unless
     ``skip_bad_records``; categories without any training annotation are named in a printed warning."""

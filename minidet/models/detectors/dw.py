@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners import dw_weights as dw
 from minidet.assigners.chunks import gt_chunks
+from minidet.assigners.crowd import CrowdRegions
 from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import batched_box_iou, pad_targets
 from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
@@ -176,7 +176,8 @@ class DualWeighting(DenseDetector):
                         ignored: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
         """Per-level parts of ``cls_pos``, ``box`` and ``cls_neg`` (each ``(L,)``) and the candidate points
         ``(B, A)`` bool, from the network's ``scores`` and ``boxes`` (arguments as :meth:`weights`). Points
-        ``ignored`` ``(B, A)`` (cells inside a crowd region, :mod:`minidet.assigners.crowd`) get no negative loss.
+        ``ignored`` ``(B, A)`` (cells inside a crowd region, :mod:`minidet.assigners.crowd`) that are no candidate
+        get no negative loss.
 
         Crowded images go a chunk of ground truths at a time (:func:`~minidet.assigners.chunks.gt_chunks`):
         the positive losses add up over chunks and ``P_neg`` is their minimum, as over all ground truths at
@@ -196,8 +197,8 @@ class DualWeighting(DenseDetector):
             else:
                 cls_pos, loc, candidate, p_neg = cls_pos + sums[0], loc + sums[1], candidate | sums[2], torch.minimum(p_neg, neg_c)
         neg = dw_neg_loss(scores, dw.dw_neg_weight(p_neg, scores, self.gamma2))  # (B, A, C)
-        if ignored is not None:
-            neg = torch.where(ignored[..., None], torch.zeros((), dtype=neg.dtype, device=neg.device), neg)
+        if ignored is not None:  # a candidate of a real object keeps its negative term, as positives keep priority
+            neg = torch.where((ignored & ~candidate)[..., None], torch.zeros((), dtype=neg.dtype, device=neg.device), neg)
         num_gt, positiveness = dw_normalizers(gt_valid, p_neg)
         parts = {
             "cls_pos": sum_per_level(cls_pos, levels, num_levels) / num_gt,
