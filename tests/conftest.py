@@ -17,6 +17,17 @@ def tiny_shapes(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_shapes, tmp_path_factory):
+    """``last.pt`` of a 3-iteration RetinaNet run (96 px input) on :func:`tiny_shapes`, via ``minidet train``."""
+    from minidet.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", str(tiny_shapes["root"]), "--iters", "3", "--size", "96", "--batch", "4",
+                 "--workers", "0", "--out", str(out), "--device", "cpu", "--no-eval"]) == 0
+    return out / "last.pt"
+
+
 @pytest.fixture
 def cuda_device():
     if not torch.cuda.is_available():

@@ -44,3 +44,31 @@ def test_point_detectors_train_and_reload(model, tiny_shapes, tmp_path):
     detector, config = load_detector(out / "last.pt")
     assert config["model"] == model and "octave_base_scale" in config
     assert not detector.training
+
+
+def test_first_run_help_version_and_defaults(capsys):
+    import minidet
+
+    assert main([]) == 0
+    assert "predict" in capsys.readouterr().out  # bare `minidet` prints its help
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"minidet {minidet.__version__}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--iters", "--lr", "--model", "--size", "--seed", "--crowd", "--init-from", "--checkpoint-every"):
+        assert flag in text
+    flags = [w for w in text.split() if w.startswith("--") and w != "--help"]
+    assert text.count("(default:") >= len(set(flags)) - 2  # every flag's help shows its default
+
+
+def test_help_of_the_package_is_short_and_points_to_the_docs():
+    import pydoc
+
+    import minidet
+
+    text = pydoc.render_doc(minidet, renderer=pydoc.plaintext)
+    assert "README" in text and "book" in text and "minidet.load" in text
+    assert "with_traceback" not in text and len(text.splitlines()) < 150  # no inherited exception methods
+    from minidet import DatasetError  # noqa: F401  (still importable)

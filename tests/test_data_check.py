@@ -69,3 +69,22 @@ def test_unusable_file_is_an_error_not_a_report(tmp_path):
     with pytest.raises(DatasetError, match="x.json.*not a readable JSON"):
         check_dataset(bad)
     assert main(["check-data", str(bad)]) == 2
+
+
+def test_category_without_annotations_is_a_warning(tiny_shapes, tmp_path, capsys):
+    """An exporter's id-0 supercategory: check-data warns (exit 0), training trains and says so."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_shapes["root"], root)
+    for split in ("train", "val"):
+        path = root / "annotations" / f"instances_{split}.json"
+        data = json.loads(path.read_text())
+        data["categories"].insert(0, {"id": 0, "name": "shapes", "supercategory": "none"})
+        path.write_text(json.dumps(data))
+    ann = root / "annotations" / "instances_train.json"
+    assert main(["check-data", str(ann), "--images", str(root / "train")]) == 0
+    out = capsys.readouterr().out
+    assert "warning:" in out and "category id=0 name='shapes' has no annotation" in out
+    assert "0 problems found, 1 warning (clean)" in out
+    assert main(["train", "--data", str(root), "--iters", "1", "--size", "64", "--batch", "2", "--workers", "0",
+                 "--out", str(tmp_path / "run"), "--device", "cpu", "--no-eval"]) == 0
+    assert "minidet: warning:" in capsys.readouterr().out

@@ -131,3 +131,22 @@ def test_rotated_square_box_and_area() -> None:
     _, _, alpha = rasterize(ops)
     assert abs(alpha.sum() - 200.0) < 2.0  # anti-aliased coverage ~ exact area
     assert np.allclose(visible_box(ops, 35, 100), (20, 30, 35, 50))  # clipped at the right edge
+
+
+def test_other_classes_and_crowd_regions(tmp_path, capsys):
+    """A ShapesConfig with other classes and crowd regions: categories follow ``classes``, every image gets one
+    iscrowd=1 box of at least a fifth of the image side, and generation says where and how much."""
+    cfg = ShapesConfig(image_size=128, num_train=6, num_val=0, max_objects=3, seed=2,
+                       classes=("pentagon", "diamond", "arrow"), crowd_prob=1.0)
+    paths = generate_shapes(tmp_path, cfg, workers=1)
+    out = capsys.readouterr().out
+    assert f"-> {tmp_path}" in out and "6 train + 0 val images of 128 px" in out and "MB" in out
+    data = json.loads(paths["train"].read_text())
+    assert [c["name"] for c in data["categories"]] == ["pentagon", "diamond", "arrow"]
+    crowds = [a for a in data["annotations"] if a["iscrowd"] == 1]
+    assert len(crowds) == 6 and len({a["image_id"] for a in crowds}) == 6
+    assert all(a["bbox"][2] >= 0.2 * 128 for a in crowds)
+    with pytest.raises(ConfigError, match="classes"):
+        ShapesConfig(classes=("circle", "blob"))
+    with pytest.raises(ConfigError, match="crowd_prob"):
+        ShapesConfig(crowd_prob=1.5)

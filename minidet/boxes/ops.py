@@ -54,6 +54,24 @@ def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
     return torch.stack([x1, y1, x2, y2], dim=-1)
 
 
+def rescale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """Map xyxy boxes from an image of size ``from_size`` ``(H, W)`` to the same image resized to
+    ``to_size`` ``(H', W')``: :math:`x' = x \\cdot W'/W`, :math:`y' = y \\cdot H'/H`.
+
+    The eval transform resizes an image of ``(H0, W0)`` to ``(H, W)`` (aspect kept, sides rounded), so
+    detections on the resized input go back to the file's pixels with ``rescale_boxes(b, (H, W), (H0, W0))``;
+    each axis has its own factor, which absorbs the rounding.
+
+    Args:
+        boxes: ``(..., 4)`` xyxy boxes.
+
+    Returns:
+        ``(..., 4)`` boxes in the same dtype and device.
+    """
+    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    return boxes * boxes.new_tensor([sx, sy, sx, sy])
+
+
 def pad_targets(targets: list[dict[str, Tensor]], device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Stack per-image ground truths into padded batch tensors.
 

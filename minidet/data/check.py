@@ -5,11 +5,14 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from minidet.data.coco_validate import check_coco_json
+from minidet.data.coco_validate import check_coco_json, unused_categories
 
 
-def check_dataset(ann_file: str | Path, image_dir: str | Path | None = None) -> list[str]:
+def check_dataset(ann_file: str | Path, image_dir: str | Path | None = None, warnings: list[str] | None = None) -> list[str]:
     """All problems of the dataset, one message each naming the file, record, field and value.
+
+    ``warnings``, when given, receives what is odd but trains fine: categories without annotations
+    (:func:`~minidet.data.coco_validate.unused_categories`).
 
     Checks the json record by record (:func:`~minidet.data.coco_validate.check_coco_json`) and, with
     ``image_dir``, that every valid image record's file exists, can be decoded, and has the size the
@@ -20,6 +23,8 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path | None = None) -> 
     """
     data, rep = check_coco_json(ann_file)
     problems = list(rep.problems)
+    if warnings is not None:
+        warnings += unused_categories(data, ann_file)
     if image_dir is None:
         return problems
     image_dir = Path(image_dir)

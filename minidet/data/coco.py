@@ -7,8 +7,11 @@ A sample is ``(image, target)``:
   ``labels`` int64 (N,) in ``0..num_classes-1``, ``image_id`` int, ``orig_size`` int64 (2,) = (H0, W0)
   of the file.
 
-Crowd annotations (``iscrowd=1``) are skipped by default: they mark regions, not instances, and
-COCOeval ignores detections on them anyway. An image with no (non-crowd) annotation is a valid
+Crowd annotations (``iscrowd=1``) mark regions, not instances. With ``crowd="ignore"`` (``minidet train
+--crowd ignore``) they come as ``target["crowd_boxes"]`` ``(M, 4)`` xyxy float32, moved by the same transforms
+as the boxes, and the detectors ignore the anchors inside them (:mod:`minidet.assigners.crowd`); with
+``crowd="drop"`` (the default; ``results/crowd/`` measured no gain from ignoring) they are skipped; ``"box"`` makes them ordinary boxes. COCOeval ignores
+detections on crowd regions in any case. An image with no (non-crowd) annotation is a valid
 sample with ``boxes`` of shape (0, 4): it trains as all-negative.
 """
 from __future__ import annotations
@@ -28,9 +31,10 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from minidet.data.coco_validate import load_coco_json
-from minidet.errors import DatasetError
+from minidet.errors import ConfigError, DatasetError
 
 Sample = tuple[tv_tensors.Image, dict[str, Any]]
+CROWD_MODES = ("drop", "ignore", "box")
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -50,7 +54,9 @@ class CocoDetection(Dataset):
             epoch, index))`` inside a forked RNG, so a sample is the same whatever the DataLoader
             workers and the global RNG state.
         seed: augmentation seed.
-        skip_crowd: drop ``iscrowd=1`` annotations (otherwise they become ordinary boxes).
+        crowd: ``"drop"`` ``iscrowd=1`` annotations, keep them as ignore regions (``"ignore"``: ``crowd_boxes``
+            in the target) or as ordinary boxes (``"box"``).
+        skip_crowd: the older switch: ``False`` is ``crowd="box"``.
         skip_bad_records: drop malformed records (and say how many, also in ``skipped_records``)
             instead of refusing the dataset; ``minidet check-data`` lists them.
 
@@ -60,7 +66,9 @@ class CocoDetection(Dataset):
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path,
                  transforms: Callable[..., Sample] | None = None, seed: int = 0, skip_crowd: bool = True,
-                 skip_bad_records: bool = False) -> None:
+                 skip_bad_records: bool = False, crowd: str = "drop") -> None:
+        if crowd not in CROWD_MODES:
+            raise ConfigError(f"CocoDetection: crowd = {crowd!r} must be one of {CROWD_MODES}")
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         data = load_coco_json(self.ann_file, skip_bad=skip_bad_records)
@@ -79,7 +87,8 @@ class CocoDetection(Dataset):
         self.label_to_cat_id: dict[int, int] = {i: c for i, c in enumerate(self.cat_ids)}
         self.transforms = transforms
         self.seed = seed
-        self.skip_crowd = skip_crowd
+        self.crowd = "box" if not skip_crowd and crowd == "drop" else crowd
+        self.skip_crowd = self.crowd == "drop"
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -121,7 +130,7 @@ class CocoDetection(Dataset):
         image_id = self.ids[index]
         image = tv_tensors.Image(self._read_image(image_id))
         h, w = image.shape[1:]
-        anns = [a for a in self.coco.imgToAnns[image_id] if not (self.skip_crowd and a["iscrowd"])]
+        anns = [a for a in self.coco.imgToAnns[image_id] if not (self.crowd == "drop" and a["iscrowd"])]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float64).reshape(-1, 4)
         xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1).float()  # (N, 4)
         target = {
@@ -130,13 +139,29 @@ class CocoDetection(Dataset):
             "image_id": image_id,
             "orig_size": torch.tensor([h, w], dtype=torch.int64),
         }
+        if self.crowd == "ignore":  # split off after the transforms, which move and sanitise boxes and flags together
+            target["iscrowd"] = torch.tensor([bool(a["iscrowd"]) for a in anns], dtype=torch.bool)
         return image, target
 
     def __getitem__(self, index: int) -> Sample:
         index = range(len(self))[index]  # IndexError when out of range; negative -> positive
         image, target = self.load(index)
-        if self.transforms is None:
-            return image, target
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
-            return self.transforms(image, target)
+        if self.transforms is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+                image, target = self.transforms(image, target)
+        return image, split_crowd(target)
+
+
+def split_crowd(target: dict[str, Any]) -> dict[str, Any]:
+    """Move the boxes flagged by ``target["iscrowd"]`` to ``target["crowd_boxes"]`` ``(M, 4)`` (plain float32
+    tensor); ``boxes`` and ``labels`` keep the instances. A target without ``iscrowd`` is returned as is."""
+    if "iscrowd" not in target:
+        return target
+    target = dict(target)
+    crowd = target.pop("iscrowd")
+    boxes = target["boxes"]
+    target["crowd_boxes"] = boxes.as_subclass(torch.Tensor)[crowd].float()
+    target["boxes"] = tv_tensors.wrap(boxes.as_subclass(torch.Tensor)[~crowd], like=boxes)
+    target["labels"] = target["labels"][~crowd]
+    return target

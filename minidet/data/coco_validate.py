@@ -111,6 +111,15 @@ def check_coco_json(path: str | Path, data: dict[str, Any] | None = None) -> tup
     return data, rep
 
 
+def unused_categories(data: dict[str, Any], path: str | Path) -> list[str]:
+    """One warning per category that no annotation uses, e.g. the id-0 supercategory some annotation tools
+    export. Not an error: the detector gets an output for it that is never positive (and COCOeval skips it)."""
+    used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
+    return [f"{path}: category id={c['id']!r} name={c.get('name')!r} has no annotation (the model gets a class "
+            "that never trains as positive; drop the category if it is not meant to be one)"
+            for c in data["categories"] if isinstance(c, dict) and "id" in c and c["id"] not in used]
+
+
 def load_coco_json(path: str | Path, skip_bad: bool = False) -> dict[str, Any]:
     """Read and validate the COCO json at ``path``; return its dict with boxes clipped.
 

@@ -42,6 +42,18 @@ class ImageBatch:
         return self._map(lambda t: t.pin_memory())
 
 
+def pad_images(images: list[Tensor], size_divisible: int = 32) -> tuple[Tensor, Tensor]:
+    """Pad images ``(3, H_b, W_b)`` at the bottom and right into one ``(B, 3, Hp, Wp)`` tensor with Hp, Wp
+    multiples of ``size_divisible``; returns it and the ``(B, 2)`` int64 un-padded sizes."""
+    images = [img.as_subclass(Tensor) for img in images]
+    sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.int64)  # (B, 2)
+    hp, wp = (-(-sizes.max(0).values // size_divisible) * size_divisible).tolist()
+    padded = images[0].new_zeros((len(images), images[0].shape[0], hp, wp))  # (B, 3, Hp, Wp)
+    for b, img in enumerate(images):
+        padded[b, :, : img.shape[1], : img.shape[2]] = img
+    return padded, sizes
+
+
 def collate_detection(batch: list[tuple[Tensor, dict[str, Any]]], size_divisible: int = 32) -> ImageBatch:
     """Pad ``(image, target)`` samples into an :class:`ImageBatch`.
 
@@ -53,12 +65,7 @@ def collate_detection(batch: list[tuple[Tensor, dict[str, Any]]], size_divisible
     """
     if not batch:
         raise ValueError("collate_detection: empty batch")
-    images = [img.as_subclass(Tensor) for img, _ in batch]
-    sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.int64)  # (B, 2)
-    hp, wp = (-(-sizes.max(0).values // size_divisible) * size_divisible).tolist()
-    padded = images[0].new_zeros((len(images), images[0].shape[0], hp, wp))  # (B, 3, Hp, Wp)
-    for b, img in enumerate(images):
-        padded[b, :, : img.shape[1], : img.shape[2]] = img
+    padded, sizes = pad_images([img for img, _ in batch], size_divisible)
     targets = []
     for _, t in batch:
         t = dict(t)

@@ -18,11 +18,13 @@ import json
 import multiprocessing
 import os
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from minidet.data.shapes_config import ShapesConfig
 from minidet.data.shapes_geometry import SHAPE_CLASSES
@@ -32,6 +34,7 @@ from minidet.errors import DatasetError
 __all__ = ["SHAPE_CLASSES", "ShapesConfig", "generate_shapes"]
 
 SPLITS: tuple[str, ...] = ("train", "val")
+BYTES_PER_PIXEL = 1.9  # PNG size of a shapes image (compress_level=1), measured on the default data
 CONFIG_FILE = "shapes_config.json"
 _IMAGE_NAME = re.compile(r"^\d{6}\.png$")
 
@@ -49,12 +52,13 @@ def _render_one(job: tuple[ShapesConfig, int, int, str]) -> list[dict[str, Any]]
     its annotations without ids (category_id, bbox [x, y, w, h], area)."""
     cfg, split_id, index, path = job
     rng = np.random.default_rng([cfg.seed, split_id, index])
-    pixels, objects = render_image(cfg, rng)
+    pixels, objects, crowds = render_image(cfg, rng)
     Image.fromarray(pixels).save(path, compress_level=1)
     anns = []
-    for label, (x0, y0, x1, y1) in objects:
-        bbox = [round(v, 3) for v in (x0, y0, x1 - x0, y1 - y0)]
-        anns.append({"category_id": label + 1, "bbox": bbox, "area": round(bbox[2] * bbox[3], 3), "iscrowd": 0})
+    for iscrowd, group in ((0, objects), (1, crowds)):
+        for label, (x0, y0, x1, y1) in group:
+            bbox = [round(v, 3) for v in (x0, y0, x1 - x0, y1 - y0)]
+            anns.append({"category_id": label + 1, "bbox": bbox, "area": round(bbox[2] * bbox[3], 3), "iscrowd": iscrowd})
     return anns
 
 
@@ -70,7 +74,7 @@ def _coco_json(cfg: ShapesConfig, split: str, per_image: list[list[dict[str, Any
         "info": {"description": f"minidet synthetic shapes, split {split}", "config": cfg.to_dict()},
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES)],
+        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(cfg.classes)],
     }
 
 
@@ -87,6 +91,7 @@ def _is_complete(root: Path, cfg: ShapesConfig) -> bool:
         old = json.loads(marker.read_text())
     except (OSError, ValueError) as e:
         raise DatasetError(f"{marker}: unreadable shapes config ({e}); pass overwrite=True to regenerate") from e
+    old = {**ShapesConfig().to_dict(), **old} if isinstance(old, dict) else old  # fields added later: their defaults
     if old != cfg.to_dict():
         diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if old.get(k) != v}
         raise DatasetError(f"{marker}: dataset was generated with a different config "
@@ -98,7 +103,7 @@ def _is_complete(root: Path, cfg: ShapesConfig) -> bool:
 
 
 def generate_shapes(root: str | os.PathLike, config: ShapesConfig = ShapesConfig(),
-                    overwrite: bool = False, workers: int | None = None) -> dict[str, Path]:
+                    overwrite: bool = False, workers: int | None = None, progress: bool = True) -> dict[str, Path]:
     """Write the shapes dataset of ``config`` under ``root`` (skipped if already there).
 
     Args:
@@ -107,6 +112,8 @@ def generate_shapes(root: str | os.PathLike, config: ShapesConfig = ShapesConfig
         overwrite: regenerate even if ``root`` holds a dataset (any config).
         workers: processes for rendering; default ``min(2, os.cpu_count())``. Output bytes do not
             depend on it.
+        progress: say where the data goes and how much (about :data:`BYTES_PER_PIXEL` bytes per pixel), with
+            a tqdm progress bar.
 
     Returns:
         ``{"train": ann_json, "val": ann_json, "train_images": dir, "val_images": dir}``.
@@ -128,11 +135,16 @@ def generate_shapes(root: str | os.PathLike, config: ShapesConfig = ShapesConfig
             if _IMAGE_NAME.match(stale.name) and int(stale.name[:6]) >= counts[split]:
                 stale.unlink()
         jobs += [(config, split_id, i, str(image_dir / f"{i:06d}.png")) for i in range(counts[split])]
+    if progress and jobs:
+        mb = len(jobs) * config.image_size ** 2 * BYTES_PER_PIXEL / 1e6
+        print(f"minidet: generating the shapes data once: {config.num_train} train + {config.num_val} val images of "
+              f"{config.image_size} px (about {mb:.0f} MB) -> {root}", flush=True)
+    bar = partial(tqdm, total=len(jobs), desc="shapes", unit="img", disable=not progress, dynamic_ncols=True)
     if workers > 1 and len(jobs) > 1:
-        with multiprocessing.Pool(workers) as pool:
-            per_image = pool.map(_render_one, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+        with multiprocessing.Pool(workers) as pool:  # imap keeps the order, and the bar moves as images finish
+            per_image = list(bar(pool.imap(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))))
     else:
-        per_image = [_render_one(job) for job in jobs]
+        per_image = [_render_one(job) for job in bar(jobs)]
     paths["train"].write_text(json.dumps(_coco_json(config, "train", per_image[:config.num_train])))
     paths["val"].write_text(json.dumps(_coco_json(config, "val", per_image[config.num_train:])))
     (root / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1))

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from minidet.data.shapes_geometry import ALL_SHAPES, SHAPE_CLASSES
 from minidet.errors import ConfigError
 
 
@@ -16,6 +17,11 @@ class ShapesConfig:
     image, drawn log-uniformly from ``[min_object_size, max_object_frac * image_size]`` so every
     FPN level (strides 8..128) sees objects. ``occlusion_max`` is the largest fraction of an
     object's in-image pixels that later shapes may cover.
+
+    ``classes`` names the object classes (category ids ``1..len(classes)``), chosen among
+    :data:`~minidet.data.shapes_geometry.ALL_SHAPES`. With probability ``crowd_prob`` an image also gets a
+    *crowd region*: a tight group of 9-16 small shapes of one class, annotated as one ``iscrowd=1`` box (as
+    COCO annotates a crowd of people), drawn before the other objects.
     """
 
     image_size: int = 256
@@ -29,15 +35,21 @@ class ShapesConfig:
     occlusion_max: float = 0.5
     min_inside_frac: float = 0.5  # an object may leave the image only while this much of it stays in
     seed: int = 0
+    classes: tuple[str, ...] = SHAPE_CLASSES
+    crowd_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            ok = (isinstance(value, (list, tuple)) and all(type(v) is int for v in value)
-                  if f.name == "num_distractors" else type(value) is int or (f.type == "float" and type(value) is float))
+            if f.name in ("num_distractors", "classes"):
+                kind = int if f.name == "num_distractors" else str
+                ok = isinstance(value, (list, tuple)) and all(type(v) is kind for v in value)
+            else:
+                ok = type(value) is int or (f.type == "float" and type(value) is float)
             if not ok:
                 raise ConfigError(f"ShapesConfig.{f.name} = {value!r} has the wrong type (expected {f.type})")
         object.__setattr__(self, "num_distractors", tuple(self.num_distractors))
+        object.__setattr__(self, "classes", tuple(self.classes))
         checks = [
             ("image_size", self.image_size >= 32, "must be an int >= 32"),
             ("num_train", self.num_train >= 0, "must be >= 0"),
@@ -50,6 +62,9 @@ class ShapesConfig:
              and 0 <= self.num_distractors[0] <= self.num_distractors[1], "must be (lo, hi) with 0 <= lo <= hi"),
             ("occlusion_max", 0 <= self.occlusion_max < 1, "must be in [0, 1)"),
             ("min_inside_frac", 0 < self.min_inside_frac <= 1, "must be in (0, 1]"),
+            ("classes", len(self.classes) >= 1 and len(set(self.classes)) == len(self.classes)
+             and set(self.classes) <= set(ALL_SHAPES), f"must be distinct names among {ALL_SHAPES}"),
+            ("crowd_prob", 0 <= self.crowd_prob <= 1, "must be a probability in [0, 1]"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -59,6 +74,7 @@ class ShapesConfig:
         """JSON-ready dict of all fields (tuples become lists)."""
         d = dataclasses.asdict(self)
         d["num_distractors"] = list(self.num_distractors)
+        d["classes"] = list(self.classes)
         return d
 
     @classmethod

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "cross")
+# further polygons a ShapesConfig may choose as its classes (e.g. a "new" dataset for fine-tuning)
+EXTRA_SHAPES: tuple[str, ...] = ("pentagon", "diamond", "arrow")
+ALL_SHAPES: tuple[str, ...] = SHAPE_CLASSES + EXTRA_SHAPES
 DISTRACTOR_KINDS: tuple[str, ...] = ("ellipse", "ring", "segment", "arc")
 
 Ops = list[tuple[np.ndarray, int]]
@@ -41,6 +44,9 @@ _UNIT_CLASS_POLYGONS: dict[str, np.ndarray] = {
     "star": _star(),
     "hexagon": _regular(6),
     "cross": _cross(),
+    "pentagon": _regular(5),
+    "diamond": np.array([[0.0, -1.0], [0.55, 0.0], [0.0, 1.0], [-0.55, 0.0]]),
+    "arrow": np.array([[1.0, 0.0], [0.1, 0.8], [0.1, 0.3], [-1.0, 0.3], [-1.0, -0.3], [0.1, -0.3], [0.1, -0.8]]),
 }
 
 

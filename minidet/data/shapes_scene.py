@@ -15,7 +15,7 @@ import numpy as np
 from minidet.data.shapes_config import ShapesConfig
 from minidet.data.shapes_draw import TEXTURES, background, contrasting_colour, rasterize, texture
 from minidet.data.shapes_geometry import (
-    DISTRACTOR_KINDS, SHAPE_CLASSES, Ops, class_ops, distractor_ops, visible_box,
+    DISTRACTOR_KINDS, Ops, class_ops, distractor_ops, visible_box,
 )
 
 Box = tuple[float, float, float, float]
@@ -31,21 +31,69 @@ def _candidate(rng: np.random.Generator, cfg: ShapesConfig, is_object: bool, att
     center = (float(rng.uniform(0, cfg.image_size)), float(rng.uniform(0, cfg.image_size)))
     angle = float(rng.uniform(0, 2 * np.pi))
     if is_object:
-        label = int(rng.integers(len(SHAPE_CLASSES)))
-        return class_ops(SHAPE_CLASSES[label], angle, size, center), label
+        label = int(rng.integers(len(cfg.classes)))
+        return class_ops(cfg.classes[label], angle, size, center), label
     kind = DISTRACTOR_KINDS[int(rng.integers(len(DISTRACTOR_KINDS)))]
     return distractor_ops(kind, rng, angle, size, center), -1
 
 
-def render_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, Box]]]:
+def _fill(rng: np.random.Generator, pix: np.ndarray, a: np.ndarray) -> None:
+    """Blend a random texture, in a colour that stands out from what lies beneath, into ``pix`` (h, w, 3)
+    with coverage ``a`` (h, w), in place."""
+    beneath = (pix * a[..., None]).sum(axis=(0, 1)) / max(float(a.sum()), 1e-6)
+    colour = contrasting_colour(rng, beneath)
+    fill = texture(rng, TEXTURES[int(rng.integers(len(TEXTURES)))], *a.shape, colour)
+    pix[...] = pix * (1 - a[..., None]) + fill * a[..., None]
+
+
+def _paint(rng: np.random.Generator, canvas: np.ndarray, ops: Ops) -> bool:
+    """Paint ``ops`` into ``canvas`` (no occlusion bookkeeping); False when nothing of it is inside the image."""
+    s = canvas.shape[0]
+    x0, y0, alpha = rasterize(ops)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + alpha.shape[1], s), min(y0 + alpha.shape[0], s)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return False
+    _fill(rng, canvas[iy0:iy1, ix0:ix1], alpha[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0])
+    return True
+
+
+def render_crowd(cfg: ShapesConfig, rng: np.random.Generator, canvas: np.ndarray) -> tuple[int, Box] | None:
+    """Paint a crowd region: a ``g x g`` grid (g = 3 or 4) of small shapes of one class, jittered, in a square
+    of side 30-50 % of the image. Returns ``(label, box)`` (the members' joint tight box), or None if no member
+    landed in the image."""
+    s = cfg.image_size
+    side = float(rng.uniform(0.3, 0.5)) * s
+    left, top = (float(v) for v in rng.uniform(0, s - side, size=2))
+    label, g = int(rng.integers(len(cfg.classes))), int(rng.integers(3, 5))
+    cell, boxes = side / g, []
+    for i in range(g * g):
+        cx = left + (i % g + 0.5 + rng.uniform(-0.1, 0.1)) * cell
+        cy = top + (i // g + 0.5 + rng.uniform(-0.1, 0.1)) * cell
+        ops = class_ops(cfg.classes[label], float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.6, 0.85)) * cell, (cx, cy))
+        if _paint(rng, canvas, ops) and (box := visible_box(ops, s, s)) is not None:
+            boxes.append(box)
+    if not boxes:
+        return None
+    b = np.array(boxes)
+    return label, (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
+
+
+def render_image(cfg: ShapesConfig, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, list[tuple[int, Box]], list[tuple[int, Box]]]:
     """Draw one image.
 
-    Returns ``(pixels, objects)``: ``pixels`` (S, S, 3) uint8 with S = ``cfg.image_size``, and per
-    annotated object ``(label, (x0, y0, x1, y1))`` with ``label`` in ``0..len(SHAPE_CLASSES)-1`` and
-    the tight box of the drawn polygon clipped to the image (float pixels, COCO convention).
+    Returns ``(pixels, objects, crowds)``: ``pixels`` (S, S, 3) uint8 with S = ``cfg.image_size``, and per
+    annotated object ``(label, (x0, y0, x1, y1))`` with ``label`` in ``0..len(cfg.classes)-1`` and
+    the tight box of the drawn polygon clipped to the image (float pixels, COCO convention); ``crowds`` holds
+    the crowd region, if any (:func:`render_crowd`, drawn first with probability ``cfg.crowd_prob``; with
+    ``crowd_prob = 0`` no random number is drawn for it, so older datasets keep their bytes).
     """
     s = cfg.image_size
     canvas = background(rng, s)
+    crowds = []
+    if cfg.crowd_prob > 0 and rng.random() < cfg.crowd_prob:
+        crowd = render_crowd(cfg, rng, canvas)
+        crowds = [crowd] if crowd is not None else []
     owner = np.full((s, s), -1, dtype=np.int32)
     area: list[int] = []
     visible: list[int] = []
@@ -76,11 +124,7 @@ def render_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarra
             if ids.size and np.any(vis < (1 - cfg.occlusion_max) * full):
                 continue
 
-            pix = canvas[iy0:iy1, ix0:ix1]
-            beneath = (pix * a[..., None]).sum(axis=(0, 1)) / a.sum()
-            colour = contrasting_colour(rng, beneath)
-            fill = texture(rng, TEXTURES[int(rng.integers(len(TEXTURES)))], *a.shape, colour)
-            pix[...] = pix * (1 - a[..., None]) + fill * a[..., None]
+            _fill(rng, canvas[iy0:iy1, ix0:ix1], a)
             for i, v in zip(ids.tolist(), vis.tolist()):
                 visible[i] = v
             if is_object:
@@ -91,4 +135,4 @@ def render_image(cfg: ShapesConfig, rng: np.random.Generator) -> tuple[np.ndarra
             else:
                 region[mask] = -1
             break
-    return np.round(canvas).astype(np.uint8), objects
+    return np.round(canvas).astype(np.uint8), objects, crowds

@@ -49,7 +49,7 @@ def build_transforms(train: bool, size: int, max_size: int | None = None, hflip:
 
     Train: random horizontal flip (probability ``hflip``), :class:`ResizeShorterSide` with scale
     jitter ``s ~ U(scale_jitter)``, then ``SanitizeBoundingBoxes(min_size=1)`` which drops boxes
-    smaller than 1 px (and their labels). Eval: the deterministic resize with ``s = 1`` only.
+    smaller than 1 px (and their labels and crowd flags). Eval: the deterministic resize with ``s = 1`` only.
 
     Args:
         train: training (random) or evaluation (deterministic) pipeline.
@@ -72,5 +72,12 @@ def build_transforms(train: bool, size: int, max_size: int | None = None, hflip:
     return v2.Compose([
         v2.RandomHorizontalFlip(p=hflip),
         ResizeShorterSide(size, max_size, scale_jitter or (1.0, 1.0)),
-        v2.SanitizeBoundingBoxes(min_size=1),
+        v2.SanitizeBoundingBoxes(min_size=1, labels_getter=labels_and_crowd_flags),
     ])
+
+
+def labels_and_crowd_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """What ``SanitizeBoundingBoxes`` filters along with the boxes: ``labels``, and ``iscrowd`` when the target
+    has it (``CocoDetection(crowd="ignore")``). ``inputs`` is the ``(image, target)`` pair."""
+    target = inputs[1]
+    return tuple(target[k] for k in ("labels", "iscrowd") if k in target)

@@ -4,6 +4,7 @@
     python -m minidet.engine.ablation dw --iters 800 --seeds 0 1 --out runs/dw
     python -m minidet.engine.ablation libra --iters 600 --seeds 0 1 --out runs/libra
     python -m minidet.engine.ablation mimic --iters 500 --seeds 0 1 --out runs/mimicdet
+    python -m minidet.engine.ablation crowd --iters 400 --seeds 0 1 --out runs/crowd --results results/crowd/retinanet_128px_400it.json
 
 The lessons call :func:`run_grid` with the same variants; finished runs (a ``metrics.json`` next to a
 checkpoint at the last iteration) are read back instead of retrained, so a lesson re-executed after the
@@ -15,12 +16,14 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 
 from minidet.engine.checkpoint import load_checkpoint
-from minidet.engine.experiment import DataSpec, RunConfig, lesson_data, lesson_run_config, run
+from minidet.data import ShapesConfig
+from minidet.engine.experiment import DataSpec, RunConfig, fast_mode, lesson_data, lesson_run_config, resolve_data, run
 
 METRICS = ("AP", "AP50", "AP75")
 
@@ -84,6 +87,29 @@ def mimic_variants(iters: int) -> dict[str, RunConfig]:
     for name, kw in (("MimicDet without mimic", {"mimic": False}), ("MimicDet", {"mimic": True})):
         cfg = lesson_run_config(iters=iters)
         cfg.model, cfg.model_kwargs = "mimicdet", dict(kw)
+        variants[name] = cfg
+    return variants
+
+
+CROWD_SHAPES = ShapesConfig(image_size=128, num_train=400, num_val=100, min_object_size=12, max_objects=8, crowd_prob=0.5,
+                            seed=11)
+
+
+def crowd_data(root: str | Path = "data") -> DataSpec:
+    """The shapes variant with crowd regions (:data:`CROWD_SHAPES`: 128 px images, half of them with one
+    ``iscrowd=1`` group of 9-16 small shapes); a 24/8-image version in fast mode."""
+    cfg = (ShapesConfig(image_size=128, num_train=24, num_val=8, min_object_size=12, max_objects=8, crowd_prob=0.5, seed=11)
+           if fast_mode() else CROWD_SHAPES)
+    return resolve_data("shapes", Path(root) / ("shapes-crowd-fast" if fast_mode() else "shapes-crowd"), cfg)
+
+
+def crowd_variants(iters: int) -> dict[str, RunConfig]:
+    """RetinaNet on :func:`crowd_data` (128 px input) with the crowd boxes dropped (their anchors negatives) or as
+    ignore regions."""
+    variants = {}
+    for name, mode in (("crowds dropped", "drop"), ("crowds ignored", "ignore")):
+        cfg = lesson_run_config(iters=iters, warmup_iters=max(1, iters // 5))  # a short run: warm up for a fifth of it
+        cfg.crowd, cfg.size = mode, CROWD_SHAPES.image_size
         variants[name] = cfg
     return variants
 
@@ -154,20 +180,33 @@ def umop_baselines(names: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
-    p.add_argument("grid", choices=("umop", "dw", "libra", "mimic"))
+    p.add_argument("grid", choices=("umop", "dw", "libra", "mimic", "crowd"))
     p.add_argument("--iters", type=int, default=800)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="runs/umop")
     p.add_argument("--data-root", default="data")
     p.add_argument("--device", default=None)
+    p.add_argument("--results", default=None, help="also write the per-seed metrics and the table to this json")
+    p.add_argument("--only", nargs="+", default=None, help="train only these variants (e.g. one per process); "
+                   "a later call without --only reads the finished runs back")
     args = p.parse_args(argv)
     variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants,
-                "mimic": mimic_variants}[args.grid](args.iters)
-    rows = run_grid(lesson_data(args.data_root), variants, args.seeds, args.out, args.device, progress=True)
+                "mimic": mimic_variants, "crowd": crowd_variants}[args.grid](args.iters)
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only}
+    spec = crowd_data(args.data_root) if args.grid == "crowd" else lesson_data(args.data_root)
+    rows = run_grid(spec, variants, args.seeds, args.out, args.device, progress=True)
     summary = summarize(rows)
     first = next(iter(summary))
     baselines = umop_baselines(list(summary)) if args.grid == "umop" else {n: first for n in summary}
-    print(format_table(summary, baselines))
+    table = format_table(summary, baselines)
+    print(table)
+    if args.results:
+        keep = ("variant", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl")
+        record = {"command": "python -m minidet.engine.ablation " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "iters": args.iters, "runs": [{k: r[k] for k in keep} for r in rows], "table": table}
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,33 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     model.load_state_dict(state)
 
 
+def init_from_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Fine-tuning start: copy every tensor of ``state`` whose name and shape match ``model``'s, leave the rest
+    at the model's fresh initialisation (e.g. the classification output when the class count differs, whose
+    bias keeps its prior-probability init).
+
+    Returns ``(names loaded, one "name: why" line per model tensor not loaded)``.
+    """
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    skipped = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}" if k in state else f"{k}: not in checkpoint"
+               for k, v in own.items() if k not in loaded]
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return loaded, skipped
+
+
+def summarize_init(source: str, loaded: list[str], skipped: list[str]) -> str:
+    """The report ``minidet train --init-from`` prints: loaded tensors counted per module, each other one by name."""
+    groups: dict[str, int] = {}
+    for k in loaded:
+        prefix = ".".join(k.split(".")[:2])
+        groups[prefix] = groups.get(prefix, 0) + 1
+    lines = [f"init from {source}: loaded {len(loaded)} tensors, {len(skipped)} left at their fresh initialisation",
+             "  loaded: " + ", ".join(f"{p} ({n})" for p, n in groups.items())]
+    lines += [f"  not loaded: {line}" for line in skipped]
+    return "\n".join(lines)
+
+
 def rng_state() -> dict[str, Any]:
     """Every random-number state a training step can touch (Python, torch CPU, torch CUDA)."""
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from minidet.boxes.ops import rescale_boxes
 from minidet.engine.precision import autocast, autocast_dtype
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -31,9 +33,8 @@ def detections_to_coco(detections: list[dict[str, torch.Tensor]], targets: list[
     """
     records = []
     for det, tgt, size in zip(detections, targets, image_sizes.tolist()):
-        oh, ow = (int(v) for v in tgt["orig_size"])
-        sy, sx = oh / size[0], ow / size[1]
-        boxes = det["boxes"].detach().float().cpu() * torch.tensor([sx, sy, sx, sy])
+        orig = tuple(int(v) for v in tgt["orig_size"])
+        boxes = rescale_boxes(det["boxes"].detach().float().cpu(), size, orig)
         boxes[:, 2:] -= boxes[:, :2]
         for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
             records.append({"image_id": int(tgt["image_id"]), "category_id": label_to_cat_id[int(label)],
@@ -92,3 +93,25 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
         image_ids += [int(t["image_id"]) for t in batch.targets]
     model.train(was_training)
     return coco_metrics(dataset.coco, results, image_ids, verbose=verbose)
+
+
+def evaluate_snapshots(run_dir: str | Path, loader: DataLoader, device: str | torch.device = "cpu",
+                       progress: bool = False, last_metrics: dict[str, float] | None = None
+                       ) -> list[tuple[int, dict[str, float]]]:
+    """COCO metrics of every checkpoint of a run folder (the ``iter_<n>.pt`` snapshots of
+    ``TrainConfig.snapshot_iters`` and ``last.pt``): ``[(iteration, metrics), ...]`` sorted by iteration, the
+    learning curve in AP rather than in loss. ``last_metrics`` (e.g. what :func:`~minidet.engine.experiment.run`
+    returned on the same loader's dataset) stands for ``last.pt`` instead of evaluating it again."""
+    from minidet.engine.checkpoint import load_checkpoint
+    from minidet.engine.experiment import load_detector  # experiment imports this module
+
+    rows = {}
+    for path in sorted(Path(run_dir).glob("*.pt")):
+        if path.name == "last.pt" or path.name.startswith("iter_"):
+            iteration = int(load_checkpoint(path)["iteration"])
+            if path.name == "last.pt" and last_metrics is not None:
+                rows[iteration] = dict(last_metrics)
+            elif iteration not in rows:
+                model, _ = load_detector(path, device)
+                rows[iteration] = evaluate(model, loader, device, progress=progress)
+    return sorted(rows.items())

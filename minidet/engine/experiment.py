@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from minidet.data import CocoDetection, ShapesConfig, build_transforms, generate_shapes
+from minidet.data.coco_validate import unused_categories
 from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
@@ -29,6 +30,7 @@ TWO_STAGE_MODELS = ("faster_rcnn", "libra_rcnn")  # their anchor size is one sca
 SOFTMAX_MODELS = TWO_STAGE_MODELS + ("mimicdet",)  # softmax classifiers, one anchor size per level
 POINT_MODELS = ("fcos", "dw")  # anchor-free: no anchor size to set
 FAST_ENV = "MINIDET_FAST"
+NOT_MODEL_KWARGS = ("model", "num_classes", "size", "class_names", "category_ids")  # model_config keys about data
 
 
 def fast_mode() -> bool:
@@ -84,6 +86,8 @@ class RunConfig:
     octave_base_scale: float = 2.0
     scale_jitter: tuple[float, float] = (0.8, 1.0)
     skip_bad_records: bool = False
+    init_from: str | None = None  # a checkpoint of another run to start from (fine-tuning), see run()
+    crowd: str = "drop"  # iscrowd=1 boxes: "drop" them, or "ignore" regions in assignment (results/crowd/: no gain measured)
     train: TrainConfig = field(default_factory=TrainConfig)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -115,7 +119,8 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
 def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the detector a ``minidet train`` / :func:`run` checkpoint was saved from and load its weights.
 
-    Returns ``(model in eval mode, model_config)``; ``model_config`` also holds ``size`` and ``class_names``.
+    Returns ``(model in eval mode, model_config)``; ``model_config`` also holds ``size``, ``class_names`` and
+    ``category_ids`` (the dataset's id of each label; checkpoints older than that field lack it).
     """
     from minidet.engine.checkpoint import load_checkpoint, load_model_state
 
@@ -123,22 +128,48 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     mc = dict(state.get("model_config") or {})
     if "model" not in mc:
         raise ConfigError(f"{checkpoint} has no model_config: it was not written by minidet train")
-    kwargs = {k: v for k, v in mc.items() if k not in ("model", "num_classes", "size", "class_names")}
+    kwargs = {k: v for k, v in mc.items() if k not in NOT_MODEL_KWARGS}
     model = build_model(mc["model"], mc["num_classes"], **kwargs)
     load_model_state(model, state["model"], str(checkpoint))
     return model.to(device).eval(), mc
 
 
+def init_from_checkpoint(model: torch.nn.Module, checkpoint: str | Path, model_name: str | None = None,
+                         verbose: bool = True) -> tuple[list[str], list[str]]:
+    """Load the matching tensors of another run's checkpoint into ``model`` (fine-tuning) and print which were
+    loaded and which kept their fresh initialisation (:func:`~minidet.engine.checkpoint.init_from_state`).
+
+    Raises:
+        ConfigError: the checkpoint is of another detector than ``model_name``, or shares no tensor with ``model``.
+    """
+    from minidet.engine.checkpoint import init_from_state, load_checkpoint, summarize_init
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    theirs = (state.get("model_config") or {}).get("model")
+    if model_name is not None and theirs is not None and theirs != model_name:
+        raise ConfigError(f"--init-from {checkpoint}: it holds a {theirs} model, this run trains {model_name} "
+                          f"(pass --model {theirs})")
+    loaded, skipped = init_from_state(model, state["model"])
+    if not loaded:
+        raise ConfigError(f"--init-from {checkpoint}: no tensor fits this model (another backbone?)")
+    if verbose:
+        print(summarize_init(str(checkpoint), loaded, skipped))
+    return loaded, skipped
+
+
 def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[float, float] = (0.8, 1.0),
-                  skip_bad_records: bool = False) -> tuple[CocoDetection, CocoDetection]:
-    """Training set (flip + scale jitter) and validation set (resize only) at input side ``size``.
-    A dataset with malformed records is refused unless ``skip_bad_records``."""
+                  skip_bad_records: bool = False, crowd: str = "drop") -> tuple[CocoDetection, CocoDetection]:
+    """Training set (flip + scale jitter; crowd boxes as ``crowd``, see :class:`CocoDetection`) and validation
+    set (resize only) at input side ``size``. A dataset with malformed records is refused unless
+    ``skip_bad_records``; categories without any training annotation are named in a printed warning."""
     train = CocoDetection(spec.train_ann, spec.train_images, build_transforms(True, size, scale_jitter=scale_jitter),
-                          seed=seed, skip_bad_records=skip_bad_records)
+                          seed=seed, skip_bad_records=skip_bad_records, crowd=crowd)
     val = CocoDetection(spec.val_ann, spec.val_images, build_transforms(False, size), skip_bad_records=skip_bad_records)
     for ds in (train, val):
         if ds.skipped_records:
             print(f"minidet: skipped {ds.skipped_records} bad records of {ds.ann_file} (see minidet check-data)")
+    for line in unused_categories(train.coco.dataset, spec.train_ann):
+        print(f"minidet: warning: {line}")
     if train.class_names != val.class_names:
         raise DatasetError(f"{spec.train_ann} and {spec.val_ann} have different categories: {train.class_names} vs {val.class_names}")
     return train, val
@@ -148,7 +179,8 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
         evaluate_after: bool = True, max_train_seconds: float | None = None) -> dict[str, Any]:
     """Train ``cfg`` on ``spec``, evaluate on the validation split, write the run folder ``out``.
 
-    Resumes from ``out/last.pt`` when present. Returns ``{"metrics": ..., "history": ..., "model": ...,
+    Resumes from ``out/last.pt`` when present. Otherwise, with ``cfg.init_from``, starts from that checkpoint's
+    weights (:func:`init_from_checkpoint`; the optimiser and schedule start fresh). Returns ``{"metrics": ..., "history": ..., "model": ...,
     "train_seconds": ..., "eval_seconds": ...}``. Under ``torchrun`` every process trains its share of each
     batch (DistributedDataParallel; ``cfg.batch_size`` is per process) and rank 0 alone evaluates and writes.
     """
@@ -156,22 +188,23 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
 
     torch.manual_seed(cfg.train.seed)
     device = str(init_distributed(device))
-    train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter, cfg.skip_bad_records)
+    train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter, cfg.skip_bad_records, cfg.crowd)
     model_config = {"model": cfg.model, "num_classes": train_ds.num_classes, "backbone": cfg.backbone,
                     "octave_base_scale": cfg.octave_base_scale, "size": cfg.size, "class_names": list(train_ds.class_names),
-                    **cfg.model_kwargs}
+                    "category_ids": list(train_ds.cat_ids), **cfg.model_kwargs}
     model = build_model(cfg.model, train_ds.num_classes, cfg.backbone, cfg.weights, cfg.octave_base_scale, **cfg.model_kwargs)
+    out = Path(out)
+    if cfg.init_from is not None and not (out / "last.pt").is_file():
+        init_from_checkpoint(model, cfg.init_from, cfg.model, verbose=rank() == 0)
     pin = torch.device(device).type == "cuda"
     loader = build_loader(train_ds, cfg.batch_size, train=True, num_workers=cfg.workers, seed=cfg.train.seed, pin_memory=pin)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, loader, cfg.train, out_dir=out, device=device, model_config=model_config)
     t0 = time.perf_counter()
-    start_iter = trainer.iteration
     history = trainer.fit(progress=progress, max_seconds=max_train_seconds)
     train_seconds = time.perf_counter() - t0
     result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer,
-                              "iterations": trainer.iteration, "steps_this_call": trainer.iteration - start_iter}
+                              "iterations": trainer.iteration, "steps_this_call": trainer.iteration - trainer.fit_start_iteration}
     if evaluate_after and rank() == 0:
         t0 = time.perf_counter()
         val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)
@@ -198,8 +231,12 @@ def lesson_run_dir(name: str, root: str | Path = "../runs") -> Path:
 
 
 def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
-    """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode."""
-    train = TrainConfig(iters=3 if fast_mode() else iters, optimizer="adamw", lr=2e-3, weight_decay=0.05,
-                        warmup_iters=1 if fast_mode() else 200, log_interval=1 if fast_mode() else 20,
-                        checkpoint_interval=0, channels_last=True, **train_overrides)
+    """The default recipe (see ``minidet train``) with ``iters`` iterations; 3 iterations in fast mode.
+    ``train_overrides`` replace :class:`TrainConfig` fields (e.g. ``warmup_iters`` for a short run)."""
+    kw: dict[str, Any] = dict(iters=iters, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200,
+                              log_interval=20, checkpoint_interval=0, channels_last=True)
+    kw.update(train_overrides)
+    if fast_mode():
+        kw.update(iters=3, warmup_iters=1, log_interval=1)
+    train = TrainConfig(**kw)
     return RunConfig(batch_size=4 if fast_mode() else 8, workers=0 if fast_mode() else 1, train=train)

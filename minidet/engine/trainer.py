@@ -311,6 +311,7 @@ class Trainer:
         cfg = self.config
         if self.iteration == 0 and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
             self.resume(self.out_dir / "last.pt")
+        self.fit_start_iteration = self.iteration  # after a resume: the steps this call trains start here
         if self.iteration >= cfg.iters:
             return self.history
         if self.iteration == 0:

@@ -76,3 +76,9 @@ class PointGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"strides={self.strides}, offset={self.offset}"
+
+
+def point_cells(points: Tensor, strides: Tensor) -> Tensor:
+    """``(A, 4)`` xyxy one-stride cell centred on each point ``(A, 2)`` with stride ``(A,)``: the box a point
+    stands for where a box is needed (crowd-region overlap, a finite placeholder regression target)."""
+    return torch.cat([points - strides[:, None] / 2, points + strides[:, None] / 2], dim=-1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.max_iou import AssignResult, MaxIoUAssigner
 from minidet.samplers.instance_balanced import instance_balanced_pos_mask
 from minidet.samplers.iou_balanced import iou_balanced_neg_mask
@@ -87,13 +88,16 @@ class ProposalSampler:
         return cls(neg_sampler="iou_balanced", **{**kwargs, **IOU_BALANCED_FORMS[form]})
 
     @torch.no_grad()
-    def assign(self, proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> tuple[Tensor, Tensor, AssignResult]:
-        """Candidates ``(B, N, 4)`` (proposals, then ground truths when ``add_gt``), their validity and assignment."""
+    def assign(self, proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_valid: Tensor, crowd: CrowdRegions | None = None
+               ) -> tuple[Tensor, Tensor, AssignResult]:
+        """Candidates ``(B, N, 4)`` (proposals, then ground truths when ``add_gt``), their validity and assignment;
+        candidates inside a ``crowd`` region are not negatives (:mod:`minidet.assigners.crowd`)."""
         if self.add_gt:
             proposals = torch.cat([proposals, gt_boxes.to(proposals.dtype)], 1)
             valid = torch.cat([valid, gt_valid], 1)
         a = MaxIoUAssigner(self.pos_iou_thr, self.neg_iou_thr, allow_low_quality_matches=False).assign(proposals, gt_boxes, gt_valid)
-        a = AssignResult(a.matched_gt, a.pos & valid, a.neg & valid, a.max_iou)
+        neg = crowd.negatives(proposals, a.neg) if crowd is not None else a.neg
+        a = AssignResult(a.matched_gt, a.pos & valid, neg & valid, a.max_iou)
         return proposals, valid, a
 
     @torch.no_grad()
@@ -117,11 +121,11 @@ class ProposalSampler:
 
     @torch.no_grad()
     def __call__(self, proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
-                 num_classes: int, generator: torch.Generator | None = None) -> RoISamples:
+                 num_classes: int, generator: torch.Generator | None = None, crowd: CrowdRegions | None = None) -> RoISamples:
         """Sample the RoIs of a batch: ``proposals`` ``(B, P, 4)`` with ``valid`` ``(B, P)``; padded ground
         truths ``(B, G, 4)``, labels ``(B, G)``, ``gt_valid`` ``(B, G)``. Returns :class:`RoISamples` with
-        ``S = min(num, N)`` slots per image."""
-        cand, cand_valid, a = self.assign(proposals, valid, gt_boxes, gt_valid)
+        ``S = min(num, N)`` slots per image. ``crowd``: ignore regions (see :meth:`assign`)."""
+        cand, cand_valid, a = self.assign(proposals, valid, gt_boxes, gt_valid, crowd)
         pos, neg = self.sample(a, cand_valid, gt_boxes.shape[1], generator)
         sampled = pos | neg
         slots = sampled.float().topk(min(self.num, sampled.shape[1]), dim=1).indices  # sampled first

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.atss import ATSSAssigner, box_centers
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
@@ -89,10 +90,11 @@ class ATSS(DenseDetector):
         levels = self.level_index(level_sizes, images.device)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
         assign = self.assigner.assign(anchors, level_sizes, gt_boxes, gt_valid)
-        pos = assign.pos  # (B, A); every other anchor is negative
+        pos = assign.pos  # (B, A); every other anchor is negative, unless it lies in a crowd region
+        neg = CrowdRegions.from_targets(targets, images.device).negatives(anchors, assign.neg)
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
-        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, assign.neg | pos, levels, num_levels)
+        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, neg | pos, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
         # Non-positives compare the prediction with their own anchor: finite values and gradients that
@@ -103,7 +105,7 @@ class ATSS(DenseDetector):
             pred_boxes, matched, box_centers(anchors), ctr_logits, pos, levels, num_levels, self.num_positives(pos))
 
         parts = {"cls": cls_levels, "box": self.box_loss_weight * box_levels, "centerness": ctr_levels}
-        return {**self.loss_dict(parts, pos, assign.neg, levels, level_sizes), **cls_stats}
+        return {**self.loss_dict(parts, pos, neg, levels, level_sizes), **cls_stats}
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         cls_logits, box_deltas, ctr_logits, anchors, level_sizes = self.dense_outputs(images)

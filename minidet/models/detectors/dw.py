@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from minidet.assigners import dw_weights as dw
 from minidet.assigners.chunks import gt_chunks
+from minidet.assigners.crowd import CrowdRegions
 from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import batched_box_iou, pad_targets
 from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
@@ -18,7 +19,7 @@ from minidet.losses.levels import sum_per_level
 from minidet.losses.lrp import lrp_form
 from minidet.losses.regression import giou_loss
 from minidet.models.detectors.dense import DenseDetector
-from minidet.models.points import PointGenerator
+from minidet.models.points import PointGenerator, point_cells
 
 
 class DualWeighting(DenseDetector):
@@ -185,15 +186,19 @@ class DualWeighting(DenseDetector):
         scores, boxes, points, strides, level_sizes = self.dense_outputs(images)
         levels = self.level_index(level_sizes, images.device)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
+        ignored = CrowdRegions.from_targets(targets, images.device).ignored(point_cells(points, strides))
         parts, candidate = self.weighted_losses(scores, boxes, points, strides, gt_boxes, gt_labels, gt_valid, levels,
-                                                len(level_sizes))
-        return self.loss_dict(parts, candidate, ~candidate, levels, level_sizes)
+                                                len(level_sizes), ignored)
+        neg = ~candidate if ignored is None else ~candidate & ~ignored
+        return self.loss_dict(parts, candidate, neg, levels, level_sizes)
 
     def weighted_losses(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,
-                        gt_labels: Tensor, gt_valid: Tensor, levels: Tensor, num_levels: int
-                        ) -> tuple[dict[str, Tensor], Tensor]:
+                        gt_labels: Tensor, gt_valid: Tensor, levels: Tensor, num_levels: int,
+                        ignored: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
         """Per-level parts of ``cls_pos``, ``box`` and ``cls_neg`` (each ``(L,)``) and the candidate points
-        ``(B, A)`` bool, from the network's ``scores`` and ``boxes`` (arguments as :meth:`weights`).
+        ``(B, A)`` bool, from the network's ``scores`` and ``boxes`` (arguments as :meth:`weights`). Points
+        ``ignored`` ``(B, A)`` (cells inside a crowd region, :mod:`minidet.assigners.crowd`) that are no candidate
+        get no negative loss.
 
         Crowded images go a chunk of ground truths at a time (:func:`~minidet.assigners.chunks.gt_chunks`):
         the positive losses add up over chunks and ``P_neg`` is their minimum, as over all ground truths at
@@ -213,6 +218,8 @@ class DualWeighting(DenseDetector):
             else:
                 cls_pos, loc, candidate, p_neg = cls_pos + sums[0], loc + sums[1], candidate | sums[2], torch.minimum(p_neg, neg_c)
         neg = dw_neg_loss(scores, dw.dw_neg_weight(p_neg, scores, self.gamma2))  # (B, A, C)
+        if ignored is not None:  # a candidate of a real object keeps its negative term, as positives keep priority
+            neg = torch.where((ignored & ~candidate)[..., None], torch.zeros((), dtype=neg.dtype, device=neg.device), neg)
         num_gt, positiveness = dw_normalizers(gt_valid, p_neg)
         parts = {
             "cls_pos": sum_per_level(cls_pos, levels, num_levels) / num_gt,

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
 from minidet.losses.balanced_l1 import balanced_l1_loss
@@ -70,8 +71,9 @@ class FasterRCNN(Detector):
     def loss(self, images: Tensor, targets: list[dict[str, Tensor]], image_sizes: Tensor) -> dict[str, Tensor]:
         feats = self.features(images)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
-        proposals, _, valid, rpn_losses = self.rpn(feats, image_sizes, (gt_boxes, gt_valid))
-        s = self.sampler(proposals, valid, gt_boxes, gt_labels, gt_valid, self.num_classes)
+        crowd = CrowdRegions.from_targets(targets, images.device)  # ignore regions for the RPN and the RoI sampler
+        proposals, _, valid, rpn_losses = self.rpn(feats, image_sizes, (gt_boxes, gt_valid), crowd)
+        s = self.sampler(proposals, valid, gt_boxes, gt_labels, gt_valid, self.num_classes, crowd=crowd)
         cls_logits, deltas, _ = self.rcnn_head(feats, s.rois, images)  # (B, S, C+1), (B, S, C, 4)
         norm = s.valid.sum().clamp(min=1).float()
         zero = torch.zeros((), device=images.device)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.fcos import FCOSAssigner
 from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import pad_targets
 from minidet.losses.centerness import centerness_weighted_losses
 from minidet.models.detectors.dense import DenseDetector
-from minidet.models.points import PointGenerator
+from minidet.models.points import PointGenerator, point_cells
 
 
 class FCOS(DenseDetector):
@@ -89,21 +90,23 @@ class FCOS(DenseDetector):
         levels = self.level_index(level_sizes, images.device)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
         assign = self.assigner.assign(points, strides, levels, gt_boxes, gt_valid)
-        pos = assign.pos  # (B, A); every other point is negative
+        pos = assign.pos  # (B, A); every other point is negative, unless its cell lies in a crowd region
+        # a point's element box is its one-stride cell (for crowd regions, and the placeholder target below)
+        own = point_cells(points, strides)  # (A, 4)
+        neg = CrowdRegions.from_targets(targets, images.device).negatives(own, assign.neg)
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
-        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, assign.neg | pos, levels, num_levels)
+        cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, neg | pos, levels, num_levels)
 
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))  # (B, A, 4)
-        # Non-positives compare with a one-stride box around their point: finite GIoU gradients to mask.
-        own = torch.cat([points - strides[:, None] / 2, points + strides[:, None] / 2], dim=-1)  # (A, 4)
+        # Non-positives compare with their one-stride cell: finite GIoU gradients to mask.
         matched = torch.where(pos[..., None], matched, own[None])
         pred_boxes = self.box_coder.decode(points[None], distances.float(), strides[None])
         box_levels, ctr_levels = centerness_weighted_losses(
             pred_boxes, matched, points, ctr_logits, pos, levels, num_levels, self.num_positives(pos))
 
         parts = {"cls": cls_levels, "box": self.box_loss_weight * box_levels, "centerness": ctr_levels}
-        return {**self.loss_dict(parts, pos, assign.neg, levels, level_sizes), **cls_stats}
+        return {**self.loss_dict(parts, pos, neg, levels, level_sizes), **cls_stats}
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         cls_logits, distances, ctr_logits, points, strides, level_sizes = self.dense_outputs(images)

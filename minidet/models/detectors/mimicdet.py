@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.max_iou import AssignResult, MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
@@ -189,6 +190,7 @@ class MimicDet(Detector):
         pyramid = self.features(images, with_p2=self.staggered)  # P2-P7, or P3-P7 when the T-head is not staggered
         s_feats, t_feats = (pyramid[1:] if self.staggered else pyramid), pyramid[:5]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
+        crowd = CrowdRegions.from_targets(targets, images.device)  # ignore regions: never negatives
         zero = torch.zeros((), device=images.device)
         gather_gt = lambda a: torch.gather(gt_boxes, 1, a.matched_gt[..., None].expand(-1, -1, 4))  # noqa: E731
         out: dict[str, Tensor] = {}
@@ -196,8 +198,9 @@ class MimicDet(Detector):
         # L_R: binary cross-entropy on sampled anchors (per sample), smooth L1 on the positives (per positive)
         r = self.refinement(s_feats)
         ra: AssignResult = self.refine_assigner.assign(r.anchors, gt_boxes, gt_valid)
-        r_pos, r_num_neg, _ = sample_pos_neg(ra.pos, ra.neg, self.refine_samples, 0.5)
-        r_sampled = r_pos | random_sample(ra.neg, r_num_neg)
+        r_neg = crowd.negatives(r.anchors, ra.neg)
+        r_pos, r_num_neg, _ = sample_pos_neg(ra.pos, r_neg, self.refine_samples, 0.5)
+        r_sampled = r_pos | random_sample(r_neg, r_num_neg)
         bce = F.binary_cross_entropy_with_logits(r.objectness.float(), ra.pos.float(), reduction="none")
         out["loss_refine_cls"] = torch.where(r_sampled, bce, zero).sum() / loss_normalizer(r_sampled.sum().float())
         out["loss_refine_box"] = box_loss(r.deltas, r.anchors[None], gather_gt(ra), ra.pos, self.refine_coder,
@@ -211,13 +214,13 @@ class MimicDet(Detector):
         pos = sa.pos & keep
         labels = torch.where(pos, torch.gather(gt_labels, 1, sa.matched_gt), self.num_classes)
         ce = F.cross_entropy(s.cls_logits.float().flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
-        counted = pos | hard_negative_mask(ce, sa.neg & keep, self.neg_pos_ratio * pos.sum(1).clamp(min=1))
+        counted = pos | hard_negative_mask(ce, crowd.negatives(r.refined, sa.neg) & keep, self.neg_pos_ratio * pos.sum(1).clamp(min=1))
         n_s = loss_normalizer(pos.sum().float())
         out["loss_s_cls"] = torch.where(counted, ce, zero).sum() / n_s
         out["loss_s_box"] = box_loss(s.deltas, r.refined, gather_gt(sa), pos, self.box_coder).sum() / n_s
 
         # L_T on B_t: cross-entropy and L1, per sampled RoI
-        bt = self.sampler(r.refined, keep, gt_boxes, gt_labels, gt_valid, self.num_classes)
+        bt = self.sampler(r.refined, keep, gt_boxes, gt_labels, gt_valid, self.num_classes, crowd=crowd)
         t = self.teacher(t_feats, bt, r.level_sizes)
         t_ce = F.cross_entropy(t.cls_logits.float().flatten(0, 1), bt.labels.flatten(), reduction="none").view(bt.labels.shape)
         n_t = loss_normalizer(bt.valid.sum().float())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.max_iou import MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
@@ -73,7 +74,8 @@ class RetinaNet(DenseDetector):
         levels = self.level_index(level_sizes, images.device)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
         assign = self.assigner.assign(anchors, gt_boxes, gt_valid)
-        pos, valid = assign.pos, assign.pos | assign.neg  # (B, A)
+        neg = CrowdRegions.from_targets(targets, images.device).negatives(anchors, assign.neg)  # crowds: ignored
+        pos, valid = assign.pos, assign.pos | neg  # (B, A)
 
         labels = torch.gather(gt_labels, 1, assign.matched_gt).clamp(min=0)  # (B, A)
         cls_levels, cls_stats = self.classification_loss(cls_logits, labels, pos, valid, levels, num_levels)
@@ -83,7 +85,7 @@ class RetinaNet(DenseDetector):
         reg = smooth_l1_loss(box_deltas.float(), reg_targets) if self.reg_loss == "smooth_l1" else l1_loss(box_deltas.float(), reg_targets)
         reg_loss = torch.where(pos, reg.sum(-1), torch.zeros((), device=reg.device))  # (B, A)
         box_levels = sum_per_level(reg_loss, levels, num_levels) / self.num_positives(pos)
-        out = self.loss_dict({"cls": cls_levels, "box": box_levels}, pos, assign.neg, levels, level_sizes)
+        out = self.loss_dict({"cls": cls_levels, "box": box_levels}, pos, neg, levels, level_sizes)
         return {**out, **cls_stats}
 
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from minidet.assigners.crowd import CrowdRegions
 from minidet.assigners.max_iou import MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import clip_boxes
@@ -100,9 +101,10 @@ class RegionProposalNetwork(nn.Module):
         self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n
         self.nms_thresh, self.box_beta = nms_thresh, box_beta
 
-    def forward(self, feats: list[Tensor], image_sizes: Tensor, gt: tuple[Tensor, Tensor] | None = None
-                ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """``feats``: the pyramid, finest first. ``gt``: padded ``(boxes (B, G, 4), valid (B, G))`` in training.
+    def forward(self, feats: list[Tensor], image_sizes: Tensor, gt: tuple[Tensor, Tensor] | None = None,
+                crowd: CrowdRegions | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """``feats``: the pyramid, finest first. ``gt``: padded ``(boxes (B, G, 4), valid (B, G))`` in training;
+        ``crowd``: the batch's crowd regions, whose anchors are never sampled as negatives.
 
         Returns ``proposals`` ``(B, P, 4)`` (detached), their ``scores`` and ``valid`` ``(B, P)``, and the
         losses ``{"loss_rpn_cls", "loss_rpn_box"}`` (empty without ``gt``).
@@ -114,14 +116,17 @@ class RegionProposalNetwork(nn.Module):
         phase = 0 if self.training else 1
         proposals, scores, valid = select_proposals(objectness.detach(), boxes, [len(a) for a in anchors_l], image_sizes,
                                                     self.pre_nms_top_n[phase], self.post_nms_top_n[phase], self.nms_thresh)
-        losses = self.loss(objectness, deltas, anchors, *gt) if gt is not None else {}
+        losses = self.loss(objectness, deltas, anchors, *gt, crowd=crowd) if gt is not None else {}
         return proposals, scores, valid, losses
 
-    def loss(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> dict[str, Tensor]:
-        """Eq. (1) of Faster R-CNN over the sampled anchors, both terms divided by their number."""
+    def loss(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor,
+             crowd: CrowdRegions | None = None) -> dict[str, Tensor]:
+        """Eq. (1) of Faster R-CNN over the sampled anchors, both terms divided by their number; anchors inside
+        a ``crowd`` region are neither positives nor negatives."""
         assign = self.assigner.assign(anchors, gt_boxes, gt_valid)
-        pos, num_neg, _ = sample_pos_neg(assign.pos, assign.neg, self.num_samples, self.pos_fraction)
-        sampled = pos | random_sample(assign.neg, num_neg)
+        neg = crowd.negatives(anchors, assign.neg) if crowd is not None else assign.neg
+        pos, num_neg, _ = sample_pos_neg(assign.pos, neg, self.num_samples, self.pos_fraction)
+        sampled = pos | random_sample(neg, num_neg)
         norm = sampled.sum().clamp(min=1).float()
         bce = F.binary_cross_entropy_with_logits(objectness.float(), pos.float(), reduction="none")
         matched = torch.gather(gt_boxes, 1, assign.matched_gt[..., None].expand(-1, -1, 4))
