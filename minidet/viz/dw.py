@@ -348,7 +348,7 @@ class DWMapFigure:
             ax.yaxis.set_major_locator(MaxNLocator(5))
         for q in MAP_QUANTITIES:  # the maps' colour bars follow their scatter's (w_pos, w_neg) or stay [0, 1]
             sm = self.points.get(q) or plt.cm.ScalarMappable(Normalize(0, 1), "magma")
-            cb = fig.colorbar(sm, ax=self.maps[q].axes, orientation="horizontal", location="bottom", pad=0.1)
+            cb = fig.colorbar(sm, ax=self.maps[q].axes, orientation="horizontal", location="bottom", pad=0.2)
             cb.ax.tick_params(labelsize=8)
         self.points["w_neg"].set_norm(LogNorm(*W_NEG_RANGE, clip=True))
         self.title = fig.suptitle("", fontsize=10)
