@@ -97,6 +97,46 @@ def build_pair(name: str, num_classes: int, size: int, device: torch.device, cha
     return ours, theirs
 
 
+def loss_only_steps(name: str, ours, theirs, images: torch.Tensor, image_list: list[torch.Tensor], targets: list[dict]):
+    """Two callables that time assignment + losses + backward alone, on head outputs computed once.
+
+    Each side's network runs once (no gradient); its head outputs become leaf tensors with
+    ``requires_grad``, so a call is exactly the loss path: minidet's batched assignment and losses
+    (:meth:`loss` with ``dense_outputs`` returning the fixed outputs) against torchvision's
+    ``compute_loss`` (its per-image ``Matcher`` loop), each followed by ``backward`` into those leaves."""
+    ours.train()
+    theirs.train()
+    with torch.no_grad():
+        fixed = ours.dense_outputs(images)
+    n_out = 3 if name == "fcos" else 2  # (cls, box[, centerness]) come from the network; the rest are fixed grids
+    leaves = tuple(t.detach().float().requires_grad_(True) for t in fixed[:n_out]) + tuple(fixed[n_out:])
+    sizes = torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
+
+    def ours_loss() -> None:
+        ours.dense_outputs = lambda _images: leaves  # an instance attribute: the class's method is untouched
+        try:
+            out = ours.loss(images, targets, sizes)
+        finally:
+            del ours.dense_outputs
+        sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+
+    with torch.no_grad():
+        image_batch, tv_targets = theirs.transform(image_list, [dict(t) for t in targets])
+        feats = list(theirs.backbone(image_batch.tensors).values())
+        head = {k: v.detach().requires_grad_(True) for k, v in theirs.head(feats).items()}
+        anchors = theirs.anchor_generator(image_batch, feats)
+    num_per_level = [f.shape[-2] * f.shape[-1] for f in feats]
+
+    def theirs_loss() -> None:
+        if name == "fcos":
+            losses = theirs.compute_loss(tv_targets, head, anchors, num_per_level)
+        else:
+            losses = theirs.compute_loss(tv_targets, head, anchors)
+        sum(losses.values()).backward()
+
+    return ours_loss, theirs_loss
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m minidet.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="retinanet", choices=tuple(PAIRS))
@@ -109,7 +149,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast around both forward passes (meant for CUDA)")
     p.add_argument("--channels-last", action="store_true", help="NHWC models and images, both sides")
-    p.add_argument("--compile", action="store_true", help="torch.compile minidet's model (torchvision's stays eager)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
@@ -117,7 +156,6 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
 
     ours, theirs = build_pair(args.model, args.classes, args.size, device, args.channels_last)
-    ours_call = torch.compile(ours) if args.compile else ours
     images, targets = make_batch(args.batch, args.size, args.classes, args.objects)
     images = images.to(device)
     if args.channels_last:
@@ -145,11 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.inference_mode(), autocast():
             call()
 
+    ours_loss, theirs_loss = loss_only_steps(args.model, ours, theirs, images, image_list, targets)
     steps = {
-        "ours": lambda: train_step(ours, lambda: ours_call(images, targets), opt_ours),
+        "ours": lambda: train_step(ours, lambda: ours(images, targets), opt_ours),
         "theirs": lambda: train_step(theirs, lambda: theirs(image_list, targets), opt_theirs),
-        "ours_infer": lambda: infer(ours, lambda: ours_call(images)),
+        "ours_infer": lambda: infer(ours, lambda: ours(images)),
         "theirs_infer": lambda: infer(theirs, lambda: theirs(image_list)),
+        "ours_loss": ours_loss, "theirs_loss": theirs_loss,
     }
 
     def timed(fn) -> float:
@@ -160,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         return time.perf_counter() - t
 
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for pair in (("ours", "theirs"), ("ours_infer", "theirs_infer")):
+    for pair in (("ours", "theirs"), ("ours_loss", "theirs_loss"), ("ours_infer", "theirs_infer")):
         for i in range(args.warmup + args.repeats):
             for k in pair:  # alternate: ours, theirs, ours, theirs ...
                 t = timed(steps[k])
@@ -174,12 +214,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "model": args.model, "device": str(device), "size": args.size, "batch": args.batch, "classes": args.classes,
-        "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
+        "amp": args.amp, "channels_last": args.channels_last,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "torchvision": torchvision.__version__,
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "params": sum(p.numel() for p in ours.parameters()), "torchvision_params": sum(p.numel() for p in theirs.parameters()),
         "minidet_s": round(med["ours"], 4), "torchvision_s": round(med["theirs"], 4),
         "speedup": round(med["theirs"] / med["ours"], 3),
+        "minidet_loss_s": round(med["ours_loss"], 4), "torchvision_loss_s": round(med["theirs_loss"], 4),
+        "loss_speedup": round(med["theirs_loss"] / med["ours_loss"], 3),
         "minidet_infer_s": round(med["ours_infer"], 4), "torchvision_infer_s": round(med["theirs_infer"], 4),
         "infer_speedup": round(med["theirs_infer"] / med["ours_infer"], 3),
         "minidet_train_peak_mib": mib(peak["ours"]), "torchvision_train_peak_mib": mib(peak["theirs"]),
@@ -191,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         return "n/a" if x is None else f"{x:.0f} MiB"
 
     print(f"{args.model}, {device}, batch {args.batch} x {args.size} px, amp={args.amp}, medians of {args.repeats}:")
-    for label, a, b in (("training step", "ours", "theirs"), ("inference    ", "ours_infer", "theirs_infer")):
+    for label, a, b in (("training step", "ours", "theirs"), ("loss only    ", "ours_loss", "theirs_loss"),
+                        ("inference    ", "ours_infer", "theirs_infer")):
         print(f"  {label}: minidet {med[a]:.4f} s, torchvision {med[b]:.4f} s (ratio {med[b] / med[a]:.2f}); "
               f"peak memory ({kind}) {show(peak[a])} vs {show(peak[b])}")
     print(json.dumps(result))

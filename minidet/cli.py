@@ -17,8 +17,10 @@ from minidet.engine.distributed import barrier, destroy_distributed, init_distri
 from minidet.engine.evaluate import evaluate
 from minidet.engine.experiment import MODELS, RunConfig, load_detector, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
+from minidet.engine.precision import describe
 from minidet.engine.trainer import TrainConfig
-from minidet.errors import MinidetError
+from minidet.errors import ConfigError, MinidetError
+from minidet.losses.lrp import LRP_FORMS
 from minidet.models import BACKBONES
 
 DEFAULTS = RunConfig()
@@ -53,15 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale,
                    help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
     t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
-    t.add_argument("--lrp", action="store_true", help="normalise the classification loss level by level (UMOP Eq. 1)")
-    t.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
+    t.add_argument("--lrp", action="store_true",
+                   help="UMOP's level-wise resampling as minidet reads Eq. 1: each level by its own positives "
+                        "(same as --level-norm own_positives)")
+    t.add_argument("--level-norm", default=None, choices=LRP_FORMS,
+                   help="normalisation of the classification loss over levels: pooled (default), own_positives "
+                        "(minidet's interpretation of UMOP Eq. 1) or code (the UMOP authors' code: equals pooled)")
+    t.add_argument("--no-amp", action="store_true", help="plain fp32: no autocast (default: bf16/fp16 autocast on CUDA, bf16 on a CPU with native bf16, else fp32)")
     t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout (channels_last is faster on CPU)")
     t.add_argument("--sync-bn", action="store_true", help="under torchrun: batch-norm statistics over all GPUs (SyncBatchNorm)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model (measure: it does not always pay)")
     t.add_argument("--checkpoint-every", type=int, default=DEFAULT_TRAIN.checkpoint_interval)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/retinanet", help="run folder; an existing last.pt there is resumed")
     t.add_argument("--no-eval", action="store_true")
+    t.add_argument("--max-train-seconds", type=float, default=None,
+                   help="stop training after this many seconds (with a checkpoint; a re-run resumes) and evaluate (default: no limit)")
     t.add_argument("--skip-bad-records", action="store_true", help="drop malformed annotation records instead of refusing the dataset")
     _add_data_args(t)
 
@@ -72,8 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint with COCOeval")
     e.add_argument("checkpoint", help="a last.pt written by minidet train")
     e.add_argument("--out", default=None, help="write metrics.json here (default: next to the checkpoint)")
+    e.add_argument("--no-amp", action="store_true", help="plain fp32 (default: the training precision rule, see train --no-amp)")
     _add_data_args(e)
     return parser
+
+
+def level_norm(args: argparse.Namespace) -> bool | str:
+    """The model's ``level_resampling`` from ``--lrp`` and ``--level-norm`` (they must agree when both are given)."""
+    if args.level_norm is None:
+        return args.lrp
+    if args.lrp and args.level_norm != "own_positives":
+        raise ConfigError(f"--lrp means --level-norm own_positives; got --level-norm {args.level_norm} as well")
+    return args.level_norm
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -111,17 +129,22 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         iters=iters or DEFAULT_TRAIN.iters, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         warmup_iters=min(args.warmup, max(1, (iters or DEFAULT_TRAIN.iters) // 5)), schedule=args.schedule,
         amp=not args.no_amp, channels_last=not args.no_channels_last, checkpoint_interval=args.checkpoint_every, seed=args.seed,
-        sync_bn=args.sync_bn, compile=args.compile,
+        sync_bn=args.sync_bn,
     )
     cfg = RunConfig(model=args.model, backbone=args.backbone, weights=args.weights, size=args.size,
                     batch_size=args.batch, workers=args.workers, octave_base_scale=args.anchor_scale, train=train,
-                    model_kwargs={"cls_loss": args.cls_loss, "level_resampling": args.lrp})
+                    model_kwargs={"cls_loss": args.cls_loss, "level_resampling": level_norm(args)})
     if not main_process:
         run(spec, cfg, args.out, device=str(device), progress=False, evaluate_after=False)
         return 0
     print(f"minidet: training {args.model} ({args.backbone}) for {train.iters} iterations on {device}, data {args.data} -> {args.out}")
-    result = run(spec, cfg, args.out, device=str(device), evaluate_after=not args.no_eval)
+    result = run(spec, cfg, args.out, device=str(device), evaluate_after=not args.no_eval, max_train_seconds=args.max_train_seconds)
     print(f"trained in {result['train_seconds']:.0f} s")
+    trainer = result["trainer"]
+    summary = {"iterations": result["iterations"], "of_iters": train.iters, "train_seconds": round(result["train_seconds"], 2),
+               "it_per_s": round(result["steps_this_call"] / max(result["train_seconds"], 1e-9), 3), "device": str(device),
+               "precision": describe(trainer.device, trainer.amp_dtype), "eval_seconds": round(result.get("eval_seconds", 0.0), 2)}
+    (Path(args.out) / "run.json").write_text(json.dumps(summary, indent=1))
     if "metrics" in result:
         _print_metrics(result["metrics"])
         print(f"wrote {Path(args.out) / 'metrics.json'}")
@@ -135,7 +158,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if mc["num_classes"] != val.num_classes:
         raise MinidetError(f"{args.checkpoint} was trained for {mc['num_classes']} classes, {spec.val_ann} has {val.num_classes}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True)
+    metrics = evaluate(model.to(device), build_loader(val, args.batch, train=False, num_workers=args.workers), device, progress=True,
+                       amp=not args.no_amp)
     _print_metrics(metrics)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)

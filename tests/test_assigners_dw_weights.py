@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minidet.assigners import (center_prior, consistency, dw_neg_weight, dw_pos_weight, inside_boxes,
-                               localization_score, neg_prob, neg_prob_per_class)
+                               localization_score, neg_prob, neg_prob_per_class, paper_consistency)
 
 E = math.exp
 
@@ -32,18 +32,30 @@ def test_localization_and_consistency():
     torch.testing.assert_close(consistency(torch.tensor([0.5]), torch.tensor([0.4])), torch.tensor([0.2]))
 
 
+def test_paper_consistency_by_hand():
+    # t = s^beta u^(1 - beta): s = 0.64, u = 0.25, beta = 0.5 -> 0.8 * 0.5; beta = 1 is the score alone
+    torch.testing.assert_close(paper_consistency(torch.tensor([0.64]), torch.tensor([0.25]), 0.5), torch.tensor([0.4]))
+    torch.testing.assert_close(paper_consistency(torch.tensor([0.3]), torch.tensor([0.9]), 1.0), torch.tensor([0.3]))
+    torch.testing.assert_close(paper_consistency(torch.tensor([0.5]), torch.tensor([0.0]), 0.8), torch.tensor([0.0]))
+
+
 @pytest.mark.parametrize("form", ["code", "paper"])
 def test_pos_weight_by_hand(form):
     p_cls = torch.tensor([0.5, 0.8, 0.2, 0.9]).view(1, 4, 1)
-    p_loc = torch.tensor([1.0, 0.5, 1.0, 1.0]).view(1, 4, 1)
+    p_loc = torch.tensor([1.0, 0.5, 1.0, 1.0]).view(1, 4, 1)  # the code's localisation score
+    iou = torch.tensor([0.9, 0.6, 0.5, 0.95]).view(1, 4, 1)  # the paper's u
     prior = torch.tensor([1.0, 0.5, 0.25, 0.0]).view(1, 4, 1)  # the last point is outside the prior
-    v = [0.5, 0.4, 0.2]
-    num = [E(5 * v[0]) * v[0] * 1.0, E(5 * v[1]) * v[1] * 0.5, E(5 * v[2]) * v[2] * 0.25]
-    if form == "code":
+    if form == "code":  # v = p_cls p_loc; e^{5v} v P over e^{3v} v P
+        v = [0.5, 0.4, 0.2]
+        num = [E(5 * v[0]) * v[0] * 1.0, E(5 * v[1]) * v[1] * 0.5, E(5 * v[2]) * v[2] * 0.25]
         den = E(3 * v[0]) * v[0] * 1.0 + E(3 * v[1]) * v[1] * 0.5 + E(3 * v[2]) * v[2] * 0.25
-    else:
+        consist = consistency(p_cls, p_loc)
+    else:  # t = s^0.8 u^0.2; e^{5t} t P over the sum of the same
+        t = [0.5**0.8 * 0.9**0.2, 0.8**0.8 * 0.6**0.2, 0.2**0.8 * 0.5**0.2]
+        num = [E(5 * t[0]) * t[0] * 1.0, E(5 * t[1]) * t[1] * 0.5, E(5 * t[2]) * t[2] * 0.25]
         den = sum(num)
-    w = dw_pos_weight(p_cls.requires_grad_(), p_loc, prior, form=form)
+        consist = paper_consistency(p_cls, iou, beta=0.8)
+    w = dw_pos_weight(consist.requires_grad_(), prior, form=form)
     torch.testing.assert_close(w.flatten(), torch.tensor([n / den for n in num] + [0.0]))
     assert not w.requires_grad
     if form == "paper":
@@ -51,24 +63,69 @@ def test_pos_weight_by_hand(form):
     else:
         assert w.sum() > 1  # exponent 5 over 3
     with pytest.raises(ValueError, match="form"):
-        dw_pos_weight(p_cls, p_loc, prior, form="mmdet")
+        dw_pos_weight(consist, prior, form="mmdet")
+    # a ground truth without candidates (prior 0 everywhere) gets no positive weight in either form
+    assert dw_pos_weight(consist, torch.zeros_like(prior), form=form).eq(0).all()
 
 
-def test_neg_prob_by_hand_both_forms():
-    # P_neg = (IoU_max^2 - IoU^2) / (IoU_max^2 - theta^2) above theta = 0.5, 1 below, 1 off the candidates
-    iou = torch.tensor([0.9, 0.7, 0.3, 0.6, 0.8]).view(1, 5, 1)
-    cand = torch.tensor([True, True, True, True, False]).view(1, 5, 1)
-    expected = [0.0, 0.32 / 0.56, 1.0, 0.45 / 0.56, 1.0]
-    for form in ("code", "paper"):
-        torch.testing.assert_close(neg_prob(iou, cand, form=form).flatten(), torch.tensor(expected), atol=1e-6, rtol=1e-5)
-    # every candidate above theta: the code maps the worst candidate (0.6) to 1, the paper keeps theta -> 1
-    iou = torch.tensor([0.9, 0.7, 0.6]).view(1, 3, 1)
+def paper_p_neg(x: float, theta: float = 0.5, upper: float = 0.95, gamma1: float = 2.0) -> float:
+    """The paper's fixed curve, by hand: 1 below theta, k x^gamma1 + b through (theta, 1) and (upper, 0), 0 above."""
+    if x < theta:
+        return 1.0
+    if x > upper:
+        return 0.0
+    k = 1 / (theta**gamma1 - upper**gamma1)
+    return k * x**gamma1 - k * upper**gamma1
+
+
+def code_p_neg(ious: list[float], cand: list[bool]) -> list[float]:
+    """The authors' normalize() of dw_head.py over one ground truth's candidates, by hand."""
+    t = [(x**2 - 1) / (0.5**2 - 1) for x, c in zip(ious, cand) if c]
+    t_min, t_max = min(t), min(1.0, max(t))
+    out = []
+    for x, c in zip(ious, cand):
+        out.append(1.0 if not c or x < 0.5 else ((x**2 - 1) / (0.5**2 - 1) - t_min + 1e-12) / (t_max - t_min + 1e-12))
+    return out
+
+
+CASES = {
+    "one candidate below theta": ([0.9, 0.7, 0.3, 0.6, 0.8], [True, True, True, True, False]),
+    "every candidate >= theta": ([0.9, 0.7, 0.6], [True, True, True]),
+    "exactly theta and exactly 0.95": ([0.5, 0.95, 0.97, 0.2], [True, True, True, True]),
+    "all >= theta, worst exactly theta": ([0.5, 0.8, 0.95], [True, True, True]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_neg_prob_paper_and_code_by_hand(case):
+    ious, cand = CASES[case]
+    iou = torch.tensor(ious).view(1, -1, 1)
+    c = torch.tensor(cand).view(1, -1, 1)
+    paper = [paper_p_neg(x) if ok else 1.0 for x, ok in zip(ious, cand)]
+    torch.testing.assert_close(neg_prob(iou, c, form="paper").flatten(), torch.tensor(paper), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(neg_prob(iou, c).flatten(), torch.tensor(code_p_neg(ious, cand)), atol=1e-6, rtol=1e-5)
+    none = torch.zeros_like(c)  # no candidate at all: P_neg is 1 everywhere in both forms
+    assert neg_prob(iou, none).eq(1).all() and neg_prob(iou, none, form="paper").eq(1).all()
+
+
+def test_neg_prob_edge_values():
+    cand = torch.ones(1, 4, 1, dtype=torch.bool)
+    # the paper: theta -> 1, 0.95 -> 0, beyond 0.95 -> 0, whatever the other candidates
+    iou = torch.tensor([0.5, 0.95, 0.99, 0.49]).view(1, 4, 1)
+    torch.testing.assert_close(neg_prob(iou, cand, form="paper").flatten(), torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    # the code: the best candidate -> 0 up to EPS (here 0.99, not 0.95); exactly theta, with one below -> 1
+    code = neg_prob(iou, cand).flatten()
+    t = lambda x: (x**2 - 1) / (0.25 - 1)  # noqa: E731
+    assert code[2] < 1e-9 and code[0] == 1 and code[3] == 1
+    torch.testing.assert_close(code[1], torch.tensor((t(0.95) - t(0.99)) / (1 - t(0.99))))
+    # one ground truth whose candidates all have IoU >= theta: the code maps the worst (0.6) to 1, the paper does not
+    iou = torch.tensor([0.6, 0.7, 0.9]).view(1, 3, 1)
     cand = torch.ones(1, 3, 1, dtype=torch.bool)
-    code = [0.0, 0.32 / 0.45, 1.0]
-    paper = [0.0, 0.32 / 0.56, 0.45 / 0.56]
-    torch.testing.assert_close(neg_prob(iou, cand).flatten(), torch.tensor(code), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(neg_prob(iou, cand, form="paper").flatten(), torch.tensor(paper), atol=1e-6, rtol=1e-5)
-    assert neg_prob(iou, ~cand).eq(1).all()
+    assert neg_prob(iou, cand)[0, 0, 0] == 1 and neg_prob(iou, cand, form="paper")[0, 0, 0] < 1
+    # the paper's curve is per point: adding a candidate changes nothing for the others
+    more = torch.tensor([0.6, 0.7, 0.9, 0.3]).view(1, 4, 1)
+    torch.testing.assert_close(neg_prob(more, torch.ones(1, 4, 1, dtype=torch.bool), form="paper")[0, :3],
+                               neg_prob(iou, cand, form="paper")[0])
 
 
 def test_neg_prob_per_class_takes_the_minimum_and_ignores_padding():
@@ -123,7 +180,7 @@ def test_batched_equals_per_gt_loop(form):
     iou = torch.rand(3, 40, 5) * inside_boxes(points, boxes, valid)
     p_cls, p_loc = torch.rand(3, 40, 5), torch.rand(3, 40, 5)
     prior = center_prior(points, strides, boxes, valid)
-    w = dw_pos_weight(p_cls, p_loc, prior, form=form)
+    w = dw_pos_weight(consistency(p_cls, p_loc), prior, form=form)
     p_neg = neg_prob_per_class(neg_prob(iou, inside_boxes(points, boxes, valid)), labels, 2)
     for b in range(3):
         n = int(valid[b].sum())
@@ -145,7 +202,7 @@ def test_cuda_weights_equal_cpu(cuda_device):
     def weights(dev):
         pr = center_prior(points.to(dev), strides.to(dev), boxes.to(dev), valid.to(dev))
         inside = inside_boxes(points.to(dev), boxes.to(dev), valid.to(dev))
-        return (dw_pos_weight(p_cls.to(dev), p_loc.to(dev), pr),
+        return (dw_pos_weight(consistency(p_cls.to(dev), p_loc.to(dev)), pr),
                 neg_prob_per_class(neg_prob(iou.to(dev), inside), labels.to(dev), 2))
 
     for cpu, gpu in zip(weights("cpu"), weights(cuda_device)):

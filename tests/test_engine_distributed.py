@@ -142,3 +142,23 @@ def test_trainer_wraps_in_ddp_and_refuses_sync_bn_on_cpu(tmp_path):
             Trainer(VARIANTS["retinanet"](), None, TrainConfig(iters=1, sync_bn=True), device="cpu")
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("staggered", [True, False])
+def test_mimicdet_steps_under_ddp_without_unused_parameters(tmp_path, staggered):
+    """DDP runs with ``find_unused_parameters=False``: a parameter that gets no gradient makes the next step
+    fail. ``MimicDet(staggered=False)`` never computes P2, so its P2 convolutions must not count as trainable."""
+    import torch.distributed as dist
+
+    from minidet.models import build_mimicdet
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = build_mimicdet(3, anchor_scale=2.0, num_rois=32, staggered=staggered)
+        trainer = Trainer(model, None, TrainConfig(iters=2, amp=False), device="cpu")
+        for _ in range(2):
+            assert torch.isfinite(trainer.train_step(fixed_batch())["loss"])
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    finally:
+        dist.destroy_process_group()

@@ -208,6 +208,13 @@ INTERPRETER_CHECK = textwrap.dedent("""
                 torch.testing.assert_close(rows.double(), r.detach(), rtol=tol, atol=tol)
                 torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
                 assert grad.dtype == dtype
+        # a strided levels tensor (every other element of a longer one): the kernel reads levels with
+        # stride 1, so the wrapper must make it contiguous or gamma/alpha come from the wrong anchors
+        strided = torch.stack([levels, torch.full_like(levels, 2)], 1).reshape(-1)[::2]
+        assert strided.stride() == (2,) and torch.equal(strided, levels)
+        rows = fused_sigmoid_focal_loss(x, labels, gamma, 0.5 / gamma, strided, valid, backend="triton")
+        r = sigmoid_focal_loss(x, onehot, (0.5 / gamma)[levels][None, :, None], gamma[levels][None, :, None]).sum(-1) * valid
+        torch.testing.assert_close(rows, r, rtol=1e-12, atol=1e-12)
     print("interpreter ok")
 """)
 

@@ -6,7 +6,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss as tv_focal
 
 import minidet.losses.pfl as pfl_module
-from minidet.losses import ProgressiveFocalLoss, normalize_level_losses, pfl_hyperparams, pfl_hyperparams_per_level
+from minidet.losses import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
 from minidet.models import build_retinanet
 
 
@@ -105,13 +105,6 @@ def test_pfl_loss_and_gradient_equal_focal_loss_with_constant_per_level_paramete
     torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-6, atol=1e-9)
 
 
-def test_level_resampling_versus_pooled_by_hand():
-    sums, num_pos = torch.tensor([6.0, 1.0]), torch.tensor([3.0, 0.0])
-    # Eq. (1): (6 / 3 + 1 / max(1, 0)) / 2 levels; pooled: (6 + 1) / 3 positives
-    torch.testing.assert_close(normalize_level_losses(sums, num_pos, True), torch.tensor([1.0, 0.5]))
-    torch.testing.assert_close(normalize_level_losses(sums, num_pos, False), torch.tensor([2.0, 1 / 3]))
-
-
 class ConstantLoss(torch.nn.Module):
     """A classification loss that returns given per-element values: exercises the module interface."""
 
@@ -123,7 +116,7 @@ class ConstantLoss(torch.nn.Module):
         return self.values.expand_as(logits), {"levels/extra": torch.ones(num_levels)}
 
 
-@pytest.mark.parametrize("resampling", [False, True])
+@pytest.mark.parametrize("resampling", [False, True, "pooled", "own_positives", "code"])
 def test_detector_classification_loss_pooled_and_level_wise(resampling):
     values = torch.tensor([[[1.0, 2.0], [3.0, 0.5], [4.0, 4.0], [0.25, 0.25]]])  # (B=1, A=4, C=2)
     model = build_retinanet(2, cls_loss=ConstantLoss(values), level_resampling=resampling)
@@ -132,7 +125,8 @@ def test_detector_classification_loss_pooled_and_level_wise(resampling):
     valid = torch.tensor([[True, True, True, False]])  # anchor 3 is ignored
     parts, stats = model.classification_loss(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), pos, valid, levels, 2)
     # level sums over valid elements: level 0: 1 + 2 + 3 + 0.5 = 6.5 (2 positives); level 1: 8 (0 positives)
-    expected = [6.5 / 2 / 2, 8 / 1 / 2] if resampling else [6.5 / 2, 8 / 2]
+    own = resampling in (True, "own_positives")  # the other forms divide every level by the 2 positives in all
+    expected = [6.5 / 2 / 2, 8 / 1 / 2] if own else [6.5 / 2, 8 / 2]
     torch.testing.assert_close(parts, torch.tensor(expected))
     assert stats["levels/extra"].tolist() == [1.0, 1.0]
 
@@ -145,3 +139,28 @@ def test_pfl_cuda_equals_cpu(cuda_device):
         logits.to(cuda_device), targets.to(cuda_device), pos.to(cuda_device), levels.to(cuda_device), 3)
     torch.testing.assert_close(gpu.cpu(), cpu)
     torch.testing.assert_close(gpu_stats["levels/pfl_gamma"].cpu(), cpu_stats["levels/pfl_gamma"])
+
+
+def authors_level_gamma(pos_probs: torch.Tensor, gamma: float = 2.0, delta: float = 0.5) -> float:
+    """zimoqingfeng/UMOP LRPHead.loss_single, one level: mean of -log p over the entries > 0, else 2; clamped."""
+    xse = -torch.log(pos_probs.float())
+    cond = float(xse[xse > 0].mean()) if (xse > 0).any() else 2.0
+    return min(max(cond, gamma - delta), gamma + delta)
+
+
+def test_positives_at_probability_one_count_here_but_not_in_the_authors_code():
+    """Documented difference (pfl.py): a positive with p = 1.0 in float32 drops out of the authors' mean;
+    a level whose positives all have p = 1 gets 2 (= gamma) there and gamma - delta here."""
+    certain = torch.tensor([1.0, 1.0])
+    g, _ = pfl_hyperparams(certain, variant="official")
+    assert float(g) == 1.5 and authors_level_gamma(certain) == 2.0
+    mixed = torch.tensor([1.0, 0.2, 0.3])
+    g, _ = pfl_hyperparams(mixed, variant="official")
+    # here: (0 - log 0.2 - log 0.3) / 3 = 0.938 -> clipped to 1.5; authors: (-log 0.2 - log 0.3) / 2 = 1.41 -> 1.5 too
+    assert float(g) == 1.5 and authors_level_gamma(mixed) == 1.5
+    near = torch.tensor([1.0, 0.05, 0.1])  # here 1.766, authors 2.649 -> clipped 2.5
+    g, _ = pfl_hyperparams(near, variant="official")
+    torch.testing.assert_close(g, torch.tensor((-math.log(0.05) - math.log(0.1)) / 3))
+    assert authors_level_gamma(near) == 2.5
+    g, _ = pfl_hyperparams(torch.zeros(0), variant="official")  # no positive: gamma in both
+    assert float(g) == 2.0 and authors_level_gamma(torch.zeros(0)) == 2.0

@@ -97,3 +97,35 @@ def test_bfp_cuda(cuda_device):
     gpu = bfp.to(cuda_device)([f.to(cuda_device) for f in feats])
     for a, b in zip(cpu, gpu):
         assert torch.allclose(a, b.cpu(), atol=1e-4)
+
+
+def test_inits_of_the_two_reference_codebases():
+    """"mmdetection" (default): the non-local block starts as the identity (output conv zero, theta/phi/g
+    normal std 0.01); "libra" (the Libra R-CNN repository): every conv Xavier-uniform, the output conv
+    included, so the block changes its input from the start. Bound of Xavier-uniform by hand: sqrt(6 / (fan_in + fan_out))."""
+    c = 8
+    bound = (6 / (c + c)) ** 0.5  # 1x1 convs, c -> c channels
+    mm = BalancedFPN(Identity(), refine="non_local")
+    assert mm.init == "mmdetection"
+    assert mm.refine.out.weight.eq(0).all() and mm.refine.out.bias.eq(0).all()
+    assert mm.refine.theta.weight.abs().max() < 0.06  # std 0.01: far inside the Xavier range
+    torch.manual_seed(0)
+    libra = BalancedFPN(Identity(), refine="non_local", init="libra")
+    for conv in (libra.refine.theta, libra.refine.phi, libra.refine.g, libra.refine.out):
+        w = conv.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.5 * bound and w.std() > 0.2  # U(-a, a) has std a / sqrt(3)
+        assert conv.bias.eq(0).all()
+    _, integrated, refined = libra.balance(pyramid())
+    assert not torch.allclose(refined, integrated)
+    conv = BalancedFPN(Identity(), refine="conv").refine  # both codebases Xavier the 3x3 refine conv
+    assert conv.weight.abs().max() <= (6 / (8 * 9 + 8 * 9)) ** 0.5 and conv.bias.eq(0).all()
+    with pytest.raises(ValueError, match="init"):
+        BalancedFPN(Identity(), init="kaiming")
+
+
+def test_factory_bfp_init_choice():
+    from minidet.models import build_faster_rcnn
+
+    assert build_faster_rcnn(3, bfp=True).neck.init == "mmdetection"
+    assert build_faster_rcnn(3, bfp="libra").neck.init == "libra"
+    assert build_faster_rcnn(3, bfp="libra").neck.refine.out.weight.abs().sum() > 0

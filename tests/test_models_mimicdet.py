@@ -17,6 +17,7 @@ from minidet.engine.experiment import build_model
 from minidet.models import MimicDet, build_mimicdet
 from minidet.models.heads import GuidedDeformConv, OffsetNet, deform_conv2d_sampled, sampling_points
 from minidet.models.roi import level_roi_align, nearest_size_level
+from torchvision.ops import roi_align
 from minidet.samplers.proposal_sampler import RoISamples
 
 
@@ -51,6 +52,22 @@ def test_level_roi_align_matches_multiscale_roialign():
     ref = MultiScaleRoIAlign(names, 7, 2, canonical_scale=56)(OrderedDict(zip(names, feats)), list(rois.unbind(0)), [(256, 256)] * 2)
     assert levels.unique().numel() >= 3  # the draw exercises several levels
     assert torch.allclose(ours.flatten(0, 1), ref, atol=1e-5)
+
+
+def test_level_roi_align_keeps_rois_in_float32_with_bf16_features():
+    """bf16 features: boxes near 600 px and batch indices above 256 must not be rounded to bf16 (4-pixel
+    steps, wrong image). The result equals pooling the same bf16 values in float32, to bf16 precision."""
+    g = torch.Generator().manual_seed(0)
+    b = 260
+    feats = [torch.randn(b, 2, 80, 80, generator=g).bfloat16()]  # stride 8: a 640 px image
+    rois = torch.tensor([513.7, 530.2, 601.3, 617.9]).expand(b, 1, 4).clone()
+    rois[-1, 0] = torch.tensor([5.0, 6.0, 60.0, 70.0])
+    levels = torch.zeros(b, 1, dtype=torch.long)
+    ours = level_roi_align(feats, rois, levels, (8,), output_size=7, sampling_ratio=2)
+    assert ours.dtype == torch.bfloat16
+    boxes = torch.cat([torch.arange(b, dtype=torch.float32)[:, None], rois[:, 0]], 1)
+    ref = roi_align(feats[0].float(), boxes, 7, 1 / 8, 2, False)
+    torch.testing.assert_close(ours[:, 0].float(), ref, atol=0, rtol=2 ** -8)
 
 
 def test_nearest_size_level():
@@ -249,6 +266,15 @@ def test_mimicdet_on_cuda_with_bf16_and_both_deform_backends(cuda_device, overfi
     assert model.s_head.dconv.backend == "auto"  # torchvision's deform_conv2d on CUDA
     dets = model.eval()(images)
     assert len(dets) == 2 and all(d["boxes"].is_cuda for d in dets)
-    x, off = torch.randn(2, 6, 9, 11, device=cuda_device), 2 * torch.randn(2, 50, 9, 11, device=cuda_device)
-    w, b = torch.randn(5, 6, 5, 5, device=cuda_device), torch.randn(5, device=cuda_device)
-    assert torch.allclose(deform_conv2d_sampled(x, off, w, b), deform_conv2d(x, off, w, b, padding=2), atol=1e-3)
+
+
+@pytest.mark.cuda
+def test_sampled_deform_conv_equals_torchvision_on_cuda(cuda_device, monkeypatch):
+    """The grid_sample form against torchvision's CUDA kernel, with TF32 off: cuDNN convolutions default to
+    TF32 (10-bit mantissa), which alone moves the result by about 1e-2."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    g = torch.Generator(device=cuda_device).manual_seed(0)
+    x, off = torch.randn(2, 6, 9, 11, device=cuda_device, generator=g), 2 * torch.randn(2, 50, 9, 11, device=cuda_device, generator=g)
+    w, b = torch.randn(5, 6, 5, 5, device=cuda_device, generator=g), torch.randn(5, device=cuda_device, generator=g)
+    torch.testing.assert_close(deform_conv2d_sampled(x, off, w, b), deform_conv2d(x, off, w, b, padding=2), atol=1e-4, rtol=1e-4)

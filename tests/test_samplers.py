@@ -126,6 +126,45 @@ def test_reference_bin_range_leaves_top_bin_empty():
     assert (ref < 0.1).float().mean() > (ours < 0.1).float().mean()
 
 
+def test_code_form_floor_is_the_zeros_and_only_fills():
+    """The authors' sampler from its second call on (floor_thr -1 -> 0; bins up to the highest IoU of all
+    candidates, 1 with ground truths added): IoU-0 negatives are a floor drawn from only when the IoU > 0
+    negatives run short. With floor_thr = -1 (its first call) the zeros sit in the first bin and are drawn."""
+    g = gen(5)
+    ious = torch.cat([torch.zeros(2000), 0.01 + torch.rand(400, generator=g) * 0.48])
+    n = 300
+    code = ious[iou_balanced_neg_sample(ious, n, floor_thr=0.0, bin_upper=1.0, generator=gen(1))]
+    first_call = ious[iou_balanced_neg_sample(ious, n, floor_thr=-1.0, bin_upper=1.0, generator=gen(1))]
+    assert len(code) == len(first_call) == n
+    assert int((code == 0).sum()) == 0  # 400 IoU > 0 negatives cover the 300 wanted
+    # by hand: bins [0, 1/3), [1/3, 2/3), [2/3, 1) want 100 each; the IoU > 0 negatives of [0, 1/3) give 100,
+    # those of [1/3, 0.49] give min(100, count); the top bin has none; the shortfall comes from IoU > 0 negatives
+    mid = int(((ious >= 1 / 3) & (ious < 2 / 3)).sum())
+    assert int((code >= 1 / 3).sum()) >= min(100, mid)
+    assert int((first_call == 0).sum()) > 0  # the first call bins the zeros with everything below 1/3
+    # few IoU > 0 negatives: all of them, then the floor fills the rest
+    few = torch.cat([torch.zeros(2000), torch.full((50,), 0.2)])
+    sel = few[iou_balanced_neg_sample(few, n, floor_thr=0.0, bin_upper=1.0, generator=gen(2))]
+    assert int((sel > 0).sum()) == 50 and int((sel == 0).sum()) == n - 50
+
+
+def test_proposal_sampler_forms():
+    from minidet.models import build_faster_rcnn
+    from minidet.samplers.proposal_sampler import ProposalSampler
+
+    paper = ProposalSampler.iou_balanced_form("paper", num=64)
+    code = ProposalSampler.iou_balanced_form("code", num=64, pos_sampler="instance_balanced")
+    assert (paper.neg_sampler, paper.floor_thr, paper.bin_range) == ("iou_balanced", -1.0, "negatives")
+    assert (code.floor_thr, code.bin_range, code.num, code.pos_sampler) == (0.0, "all", 64, "instance_balanced")
+    with pytest.raises(ValueError, match="form"):
+        ProposalSampler.iou_balanced_form("mmdet")
+    s = build_faster_rcnn(3, iou_balanced="code").sampler
+    assert (s.neg_sampler, s.floor_thr, s.bin_range) == ("iou_balanced", 0.0, "all")
+    s = build_faster_rcnn(3, iou_balanced=True).sampler
+    assert (s.neg_sampler, s.floor_thr, s.bin_range) == ("iou_balanced", -1.0, "negatives")
+    assert build_faster_rcnn(3).sampler.neg_sampler == "random"
+
+
 def test_batched_mask_matches_rows():
     ious = torch.stack([constructed_ious(), constructed_ious().flip(0)])
     cand = torch.ones_like(ious, dtype=torch.bool)

@@ -40,9 +40,11 @@ def test_toy_weights_follow_the_library():
     score = torch.tensor([v[1] for v in FIG1_SAMPLES.values()], dtype=torch.float64)
     out = dw_toy_weights(iou, score, pos_form="paper", neg_form="paper")
     assert out["w_pos"].sum().item() == pytest.approx(1.0)  # the paper's form normalises to 1
-    v = score * torch.exp(-5 * (1 - iou))
-    num = torch.exp(5 * v) * v
+    t = score**0.8 * iou**0.2  # the paper's consistency
+    num = torch.exp(5 * t) * t
     torch.testing.assert_close(out["w_pos"], num / num.sum())
+    # the paper's P_neg: the fixed curve through (0.5, 1) and (0.95, 0)
+    torch.testing.assert_close(out["p_neg"], ((iou**2 - 0.95**2) / (0.25 - 0.95**2)).clamp(0, 1).where(iou >= 0.5, 1.0).float())
     code = dw_toy_weights(iou, score)
     assert code["w_pos"].sum().item() > 1.0  # exponents 5 over 3
     # the best IoU (A and B tie) is never a negative; every IoU >= 0.5, so the code form gives the worst 1

@@ -16,6 +16,13 @@ several ground truths claim goes to the one it overlaps most; every other anchor
 no ignored anchors). ``std`` is the unbiased estimate (``torch.std``'s default), as in the authors'
 code and mmdetection; "inside" means at least ``eps = 0.01`` pixels from every side, as in both.
 
+**IoU convention.** The authors' code (``sfzhang15/ATSS``, ``atss_core/structures/boxlist_ops.py``,
+``boxlist_iou``, from maskrcnn-benchmark) measures boxes in the +1-pixel convention: width ``x2 - x1 + 1``,
+intersection ``rb - lt + 1`` (``TO_REMOVE = 1``), so an anchor's IoU with a ground truth, and hence the
+threshold ``t_g``, is slightly higher than in continuous coordinates, most for small boxes. minidet, like
+mmdetection and torchvision, uses continuous coordinates (width ``x2 - x1``). The two agree as boxes grow;
+minidet offers no +1 variant.
+
 Batched over images and ground truths (padded and masked); the only loops are over pyramid levels and,
 for crowded images, over chunks of ground truths (:mod:`minidet.assigners.chunks`).
 """

@@ -8,7 +8,8 @@ negative of ``g``'s class with weight ``w_neg``; the two are set separately:
 
 * a centre prior (:func:`center_prior`) limits the positives to points near the object's centre;
 * ``w_pos`` (:func:`dw_pos_weight`) grows with the consistency of the point's classification and
-  localisation scores (:func:`consistency`), normalised over the ground truth's points;
+  localisation (:func:`consistency` as the authors' code, :func:`paper_consistency` as the paper),
+  normalised over the ground truth's points;
 * ``w_neg = P_neg x I_neg`` (:func:`dw_neg_weight`): the probability that the point is a negative,
   from the IoU of its predicted box (:func:`neg_prob`), times its importance as a negative, ``s^2``.
 
@@ -71,28 +72,46 @@ def localization_score(giou_loss: Tensor, beta: float = 5.0) -> Tensor:
 
 
 def consistency(p_cls: Tensor, p_loc: Tensor) -> Tensor:
-    """:math:`v = p_{cls} \\cdot p_{loc}`: high only where the point both classifies and localises ``g``
-    well (the "consistency degree" of Sec. 3). Any broadcastable shapes."""
+    """The authors' code's consistency degree :math:`v = p_{cls} \\cdot p_{loc}`, with
+    :math:`p_{loc} = e^{-5\\,\\ell_{GIoU}}` (:func:`localization_score`): high only where the point both
+    classifies and localises ``g`` well. Any broadcastable shapes. The paper's is :func:`paper_consistency`."""
     return p_cls * p_loc
 
 
+def paper_consistency(p_cls: Tensor, iou: Tensor, beta: float = 0.8) -> Tensor:
+    """The paper's consistency degree (Sec. 3, "positive weighting function"):
+
+    .. math:: t = s^{\\beta} \\cdot u^{1 - \\beta}
+
+    with ``s`` the score of ``g``'s class and ``u`` the IoU of the point's predicted box with ``g``; ``beta``
+    balances the two (minidet's default 0.8 is a setting of minidet's). Any broadcastable shapes; ``iou``
+    is clamped at 0 so that ``u^{1 - beta}`` stays real."""
+    return p_cls.clamp(min=0) ** beta * iou.clamp(min=0) ** (1 - beta)
+
+
 @torch.no_grad()
-def dw_pos_weight(p_cls: Tensor, p_loc: Tensor, prior: Tensor, mu: float = 5.0, form: str = "code",
-                  mu_denominator: float = 3.0) -> Tensor:
-    """Positive weight of every point for every ground truth (Sec. 3, "positive weighting function"):
+def dw_pos_weight(v: Tensor, prior: Tensor, mu: float = 5.0, form: str = "code", mu_denominator: float = 3.0) -> Tensor:
+    """Positive weight of every point for every ground truth (Sec. 3, "positive weighting function"), from
+    a consistency degree ``v`` (:func:`consistency` for the code, :func:`paper_consistency` for the paper):
 
     .. math::
         w^{pos}(i, g) = \\frac{e^{\\mu v_{ig}}\\, v_{ig}\\, P(i, g)}{\\sum_{j} e^{\\mu' v_{jg}}\\, v_{jg}\\, P(j, g)}
 
-    with ``v`` the :func:`consistency` and ``P`` the :func:`center_prior`; the sum runs over the points.
-    ``form="paper"``: ``mu' = mu``, the weights of a ground truth sum to 1. ``form="code"`` (default):
-    the authors' code uses ``mu = 5`` above and ``mu' = 3`` below, so the weights sum to more than 1
-    (up to ``e^{2}`` for a perfectly consistent point) and grow as training makes ``v`` larger: an
-    implicit schedule that strengthens the positive loss late in training. The default is the code
-    because it is what produced the published numbers.
+    with ``P`` the :func:`center_prior`; the sum runs over the points.
+
+    * ``form="paper"``: ``mu' = mu``, so the weights of a ground truth sum to 1: the paper's
+      ``w_pos = e^{mu t} t`` normalised over the candidates. The paper's formula has no centre prior: it
+      leaves implicit how the candidates are weighted. ``P`` stands in for that; with the binary prior at
+      threshold 0 (``soft_prior=False, prior_threshold=0`` in :class:`~minidet.models.DualWeighting`) it is
+      1 on every point inside the box and nothing else.
+    * ``form="code"`` (default): the authors' code (``dw_head.py``, ``_loss_single``) uses ``mu = 5`` above
+      and ``mu' = 3`` below, so the weights sum to more than 1 (up to ``e^{2}`` for a perfectly consistent
+      point) and grow as training makes ``v`` larger: an implicit schedule that strengthens the positive
+      loss late in training. It multiplies by the soft centre prior. The default is the code because it is
+      what produced the published numbers.
 
     Args:
-        p_cls: ``(B, A, G)`` score of ``g``'s class at each point; ``p_loc``: ``(B, A, G)``.
+        v: ``(B, A, G)`` consistency degree of each point with each ground truth.
         prior: ``(B, A, G)`` centre prior (0 outside the box and on padding).
         mu, mu_denominator: the exponents (``mu_denominator`` only for ``form="code"``).
 
@@ -102,7 +121,7 @@ def dw_pos_weight(p_cls: Tensor, p_loc: Tensor, prior: Tensor, mu: float = 5.0, 
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    v = consistency(p_cls, p_loc).float()
+    v = v.float()
     num = torch.exp(mu * v) * v * prior
     den = num if form == "paper" else torch.exp(mu_denominator * v) * v * prior
     return num / den.sum(dim=1, keepdim=True).clamp(min=EPS)
@@ -110,38 +129,54 @@ def dw_pos_weight(p_cls: Tensor, p_loc: Tensor, prior: Tensor, mu: float = 5.0, 
 
 @torch.no_grad()
 def neg_prob(iou: Tensor, candidates: Tensor, iou_threshold: float = 0.5, gamma1: float = 2.0,
-             form: str = "code") -> Tensor:
-    """Probability that a point is a negative of ``g`` (Sec. 3, "negative weighting function"):
+             form: str = "code", iou_upper: float = 0.95) -> Tensor:
+    """Probability that a point is a negative of ``g`` (Sec. 3, "negative weighting function"), from the
+    IoU of its predicted box with ``g``; 1 off ``g``'s candidates and wherever ``IoU < theta``.
+
+    ``form="paper"``: a fixed decreasing curve, the same for every ground truth,
 
     .. math::
-        P_{neg}(i, g) = \\begin{cases} 1 & \\mathrm{IoU}_{ig} < \\theta \\\\
-        \\dfrac{t(\\mathrm{IoU}_{ig}) - t_{min}}{t_{max} - t_{min}} & \\text{otherwise} \\end{cases},
-        \\qquad t(x) = \\frac{x^{\\gamma_1} - 1}{\\theta^{\\gamma_1} - 1}
+        P_{neg}(i, g) = \\begin{cases} 1 & \\mathrm{IoU} < \\theta \\\\
+        k\\,\\mathrm{IoU}^{\\gamma_1} + b & \\theta \\le \\mathrm{IoU} \\le u \\\\
+        0 & \\mathrm{IoU} > u \\end{cases}, \\qquad
+        k = \\frac{1}{\\theta^{\\gamma_1} - u^{\\gamma_1}},\\ b = -k\\,u^{\\gamma_1}
 
-    with ``IoU`` between the point's predicted box and ``g``, ``t_min = t(max_j IoU_jg)`` (so the best
-    point of ``g`` gets 0) and the minimum and maximum taken over ``g``'s candidates. ``t`` maps
-    ``theta -> 1`` and ``1 -> 0``. ``form="paper"``: ``t_max = 1 = t(theta)``, so ``P_neg`` falls from 1 at
-    ``theta`` to 0 at the best IoU along ``x^gamma1``. ``form="code"`` (default): ``t_max = min(1,
-    max_j t(IoU_jg))``, which is the same unless every candidate of ``g`` has ``IoU >= theta``; then the
-    worst candidate gets 1 instead. Both add the authors' ``EPS`` to numerator and denominator.
+    through ``(theta, 1)`` and ``(u, 0)``, ``theta = 0.5``, ``u = 0.95`` (``iou_upper``).
+
+    ``form="code"`` (default; the authors' ``dw_head.py``): the curve
+    :math:`t(x) = \\frac{x^{\\gamma_1} - 1}{\\theta^{\\gamma_1} - 1}` through ``(theta, 1)`` and ``(1, 0)``,
+    rescaled over ``g``'s candidates,
+
+    .. math::
+        P_{neg}(i, g) = \\frac{t(\\mathrm{IoU}_{ig}) - t_{min} + \\epsilon}{t_{max} - t_{min} + \\epsilon}
+        \\quad (\\mathrm{IoU}_{ig} \\ge \\theta), \\qquad t_{min} = \\min_j t_j,\\ t_{max} = \\min(1, \\max_j t_j)
+
+    (``j`` over the candidates, ``epsilon = 1e-12``): the best candidate of ``g`` always gets 0 (up to
+    ``epsilon``), and when
+    some candidate has ``IoU < theta`` (``t > 1``), ``t_max = 1`` maps ``theta`` to 1; when every candidate
+    has ``IoU >= theta`` the worst of them gets 1 instead. The default is the code, which produced the
+    published results.
 
     Args:
         iou: ``(B, A, G)`` IoU of each point's predicted box with each ground truth.
         candidates: ``(B, A, G)`` bool, the points that may be positives of ``g`` (inside the box).
-        iou_threshold: ``theta`` (0.5); ``gamma1``: the exponent (2).
+        iou_threshold: ``theta`` (0.5); ``gamma1``: the exponent (2); ``iou_upper``: ``u`` of the paper form.
 
     Returns:
         ``(B, A, G)`` in ``[0, 1]``, 1 outside the candidates; without gradient.
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    t = (iou.float() ** gamma1 - 1) / (iou_threshold**gamma1 - 1)  # (B, A, G)
-    inf = torch.full_like(t, torch.inf)
-    t_min = torch.where(candidates, t, inf).min(dim=1, keepdim=True).values  # (B, 1, G)
-    t_max = torch.where(candidates, t, -inf).max(dim=1, keepdim=True).values.clamp(max=1.0)
+    x = iou.float()
     if form == "paper":
-        t_max = torch.ones_like(t_max)
-    p = (t - t_min + EPS) / (t_max - t_min + EPS)
+        lo, hi = iou_threshold**gamma1, iou_upper**gamma1
+        p = ((x**gamma1 - hi) / (lo - hi)).clamp(0.0, 1.0)  # k x^gamma1 + b, 0 beyond u
+    else:
+        t = (x**gamma1 - 1) / (iou_threshold**gamma1 - 1)  # (B, A, G)
+        inf = torch.full_like(t, torch.inf)
+        t_min = torch.where(candidates, t, inf).min(dim=1, keepdim=True).values  # (B, 1, G)
+        t_max = torch.where(candidates, t, -inf).max(dim=1, keepdim=True).values.clamp(max=1.0)
+        p = (t - t_min + EPS) / (t_max - t_min + EPS)
     return torch.where(candidates & (iou >= iou_threshold), p, 1.0)
 
 

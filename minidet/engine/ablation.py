@@ -26,7 +26,10 @@ METRICS = ("AP", "AP50", "AP75")
 
 
 def umop_variants(iters: int) -> dict[str, RunConfig]:
-    """UMOP Table 1 on the shapes data: RetinaNet and ATSS with FL, + PFL, + PFL + LRP."""
+    """UMOP Table 1 on the shapes data: RetinaNet and ATSS with FL, + PFL, + PFL + LRP. "LRP" here is
+    ``level_resampling=True``, i.e. ``"own_positives"``: minidet's *interpretation* of Eq. 1 (each level by its
+    own positives, levels averaged). The authors' released code (``"code"``) normalises exactly as the pooled
+    loss, so in their code "PFL + LRP" trains the same loss as "PFL" (:mod:`minidet.losses.lrp`)."""
     variants = {}
     for model, scale in (("retinanet", 2.0), ("atss", 4.0)):
         for name, kw in (("FL", {}), ("PFL", {"cls_loss": "pfl"}), ("PFL+LRP", {"cls_loss": "pfl", "level_resampling": True})):

@@ -77,9 +77,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
+    """Restore what :func:`rng_state` saved. The generators take CPU ``ByteTensor`` states only, so the
+    states are copied to the CPU first: a checkpoint loaded with ``map_location="cuda"`` holds them on the GPU."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

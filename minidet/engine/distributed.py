@@ -1,13 +1,12 @@
-"""torch.distributed for minidet: start-up under ``torchrun`` and the few reductions the losses need.
+"""torch.distributed for minidet's engine: start-up under ``torchrun``, tear-down and barriers.
 
     torchrun --nproc_per_node=4 -m minidet train --model fcos ...
 
 Each process trains on its own share of every batch (:class:`~minidet.engine.loader.ResumableSampler`)
-with :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the gradients. Every loss
-normaliser (number of positives, centerness sum, Dual Weighting's normalisers, UMOP's per-level counts,
-PFL's per-level statistics) is pooled over the processes first, so that the averaged gradient equals the
-gradient of one process holding the whole batch (tested with two CPU processes). All helpers are no-ops
-in a single process.
+with :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the gradients. The reductions the
+losses use (:func:`loss_normalizer`, :func:`all_reduce_sum`, :func:`all_reduce_mean`) live one layer down
+in :mod:`minidet.distributed`, so that losses and models need not import the engine; they are re-exported
+here for the engine's callers.
 """
 from __future__ import annotations
 
@@ -15,19 +14,11 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
 
+from minidet.distributed import all_reduce_mean, all_reduce_sum, is_dist, loss_normalizer, rank, world_size
 
-def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_dist() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_dist() else 0
+__all__ = ["all_reduce_mean", "all_reduce_sum", "barrier", "destroy_distributed", "init_distributed", "is_dist",
+           "launched_by_torchrun", "loss_normalizer", "rank", "world_size"]
 
 
 def launched_by_torchrun() -> bool:
@@ -54,38 +45,6 @@ def init_distributed(device: str | None = None) -> torch.device:
 def destroy_distributed() -> None:
     if is_dist():
         dist.destroy_process_group()
-
-
-def all_reduce_mean(x: Tensor) -> Tensor:
-    """Mean of ``x`` over processes (e.g. the number of positives that normalises a loss), without
-    gradient. Returns ``x`` unchanged when not distributed."""
-    if not is_dist():
-        return x
-    return all_reduce_sum(x) / dist.get_world_size()
-
-
-def all_reduce_sum(x: Tensor) -> Tensor:
-    """Sum of ``x`` over processes, without gradient (e.g. per-level sums and counts that must be pooled
-    before a statistic is taken). Returns ``x`` unchanged when not distributed."""
-    if not is_dist():
-        return x
-    x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
-
-
-def loss_normalizer(count: Tensor, min_total: float = 1.0) -> Tensor:
-    """The divisor of a loss summed over this process's share of the batch:
-
-    .. math:: Z = \\frac{\\max(m, \\sum_p n_p)}{P}
-
-    for counts ``n_p`` (e.g. positives) on ``P`` processes and a floor ``m`` (1) against empty batches.
-    DDP averages the gradients of ``S_p / Z`` over processes, which gives the gradient of
-    ``sum_p S_p / max(m, sum_p n_p)``: one process with the whole batch. (Clamping the mean instead,
-    ``max(m, mean_p n_p)``, as mmdetection does, differs whenever the total is below ``m P``, e.g. on a
-    pyramid level without positives.) Any shape (e.g. ``(L,)`` per-level counts); without gradient
-    under DDP; in one process, ``max(m, n)``."""
-    return all_reduce_mean(count).clamp(min=min_total / world_size())
 
 
 def barrier() -> None:

@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from minidet.engine.precision import autocast, autocast_dtype
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -63,13 +65,15 @@ def coco_metrics(coco_gt: COCO, results: list[dict[str, Any]], image_ids: list[i
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | None = None, progress: bool = False,
-             verbose: bool = False) -> dict[str, float]:
+             verbose: bool = False, amp: bool = True) -> dict[str, float]:
     """COCO metrics of ``model`` on ``loader``'s dataset (a :class:`~minidet.data.CocoDetection`).
 
     Args:
         model: a minidet detector (eval mode returns ``boxes``, ``scores``, ``labels`` per image).
         loader: yields :class:`~minidet.data.collate.ImageBatch` (see :func:`minidet.engine.loader.build_loader`).
         verbose: print pycocotools' summary table.
+        amp: run the network in the precision training uses (:func:`~minidet.engine.precision.autocast_dtype`:
+            bf16 autocast on CUDA and on CPUs with native bf16, else fp32); post-processing is in fp32 either way.
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}``.
@@ -78,10 +82,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device | 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
+    dtype = autocast_dtype(device, amp)
     results, image_ids = [], []
     for batch in tqdm(loader, disable=not progress, desc="eval", dynamic_ncols=True):
         batch = batch.to(device, non_blocking=True)
-        detections = model(batch.images, image_sizes=batch.image_sizes)
+        with autocast(device, dtype):
+            detections = model(batch.images, image_sizes=batch.image_sizes)
         results += detections_to_coco(detections, batch.targets, batch.image_sizes.cpu(), dataset.label_to_cat_id)
         image_ids += [int(t["image_id"]) for t in batch.targets]
     model.train(was_training)

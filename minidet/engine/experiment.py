@@ -20,6 +20,7 @@ from minidet.engine.evaluate import evaluate
 from minidet.engine.loader import build_loader
 from minidet.engine.trainer import TrainConfig, Trainer
 from minidet.errors import ConfigError, DatasetError
+from minidet.losses.lrp import lrp_form
 from minidet.models import (build_atss, build_dw, build_faster_rcnn, build_fcos, build_libra_rcnn, build_mimicdet,
                             build_retinanet)
 
@@ -90,7 +91,8 @@ class RunConfig:
 def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: str | None = None,
                 octave_base_scale: float = 4.0, **kwargs) -> torch.nn.Module:
     """Build a detector by name (the one place the command line turns a string into a model). ``kwargs`` go
-    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling=True``, or ``scale_ranges`` for FCOS.
+    to the factory, e.g. ``cls_loss="pfl"``, ``level_resampling="code"`` (or another of
+    :data:`~minidet.losses.lrp.LRP_FORMS`; ``True`` is ``"own_positives"``), or ``scale_ranges`` for FCOS.
 
     ``octave_base_scale`` sets the anchor size of the anchor-based models (the two-stage models, whose RPN
     has one anchor size per level, get ``anchor_scale = 2 x octave_base_scale`` unless given, MimicDet, whose anchors
@@ -102,7 +104,7 @@ def build_model(model: str, num_classes: int, backbone: str = "tiny", weights: s
     if model not in builders:
         raise ConfigError(f"unknown model {model!r}; choose one of {MODELS}")
     if model in SOFTMAX_MODELS:
-        if kwargs.pop("cls_loss", "focal") != "focal" or kwargs.pop("level_resampling", False):
+        if kwargs.pop("cls_loss", "focal") != "focal" or lrp_form(kwargs.pop("level_resampling", False)) != "pooled":
             raise ConfigError(f"{model} classifies with a softmax: --cls-loss pfl and --lrp apply to the dense models")
         kwargs.setdefault("anchor_scale", (1 if model == "mimicdet" else 2) * octave_base_scale)
     elif model not in POINT_MODELS:
@@ -143,7 +145,7 @@ def make_datasets(spec: DataSpec, size: int, seed: int = 0, scale_jitter: tuple[
 
 
 def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = None, progress: bool = True,
-        evaluate_after: bool = True) -> dict[str, Any]:
+        evaluate_after: bool = True, max_train_seconds: float | None = None) -> dict[str, Any]:
     """Train ``cfg`` on ``spec``, evaluate on the validation split, write the run folder ``out``.
 
     Resumes from ``out/last.pt`` when present. Returns ``{"metrics": ..., "history": ..., "model": ...,
@@ -165,13 +167,15 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, loader, cfg.train, out_dir=out, device=device, model_config=model_config)
     t0 = time.perf_counter()
-    history = trainer.fit(progress=progress)
+    start_iter = trainer.iteration
+    history = trainer.fit(progress=progress, max_seconds=max_train_seconds)
     train_seconds = time.perf_counter() - t0
-    result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer}
+    result: dict[str, Any] = {"model": trainer.model, "history": history, "train_seconds": train_seconds, "trainer": trainer,
+                              "iterations": trainer.iteration, "steps_this_call": trainer.iteration - start_iter}
     if evaluate_after and rank() == 0:
         t0 = time.perf_counter()
         val_loader = build_loader(val_ds, cfg.batch_size, train=False, num_workers=cfg.workers, pin_memory=pin)
-        metrics = evaluate(trainer.model, val_loader, device=device, progress=progress)
+        metrics = evaluate(trainer.model, val_loader, device=device, progress=progress, amp=cfg.train.amp)
         result["eval_seconds"] = time.perf_counter() - t0
         result["metrics"] = metrics
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

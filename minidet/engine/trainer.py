@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from minidet.engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from minidet.engine.distributed import all_reduce_sum, is_dist, rank
 from minidet.engine.history import History
+from minidet.engine.precision import AMP_DTYPES, autocast, autocast_dtype, describe
 from minidet.engine.schedule import lr_factor
 from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -31,8 +32,9 @@ class TrainConfig:
     """Everything that decides a training run (saved in every checkpoint).
 
     ``lr`` is the base learning rate for ``batch_size`` images; ``grad_clip`` is a max gradient norm
-    (``None``: off); ``amp`` uses autocast on CUDA (``amp_dtype`` ``"bfloat16"`` or ``"float16"``, the
-    latter with a gradient scaler) and is ignored on CPU. ``channels_last`` stores the model and images
+    (``None``: off); ``amp`` turns on autocast where it pays (:func:`minidet.engine.precision.autocast_dtype`):
+    on CUDA in ``amp_dtype`` (``"bfloat16"``, or ``"float16"`` with a gradient scaler), on a CPU in bf16 when
+    the CPU has native bf16 (AVX512-BF16/AMX), else fp32; ``amp=False`` is plain fp32. ``channels_last`` stores the model and images
     NHWC, which made the tiny backbone's training step 19 % faster on 2 CPU cores (see README).
     ``snapshot_iters`` keeps extra checkpoints ``iter_<n>.pt`` at those iterations (to look at a model at
     several moments of training; ``last.pt`` is always the latest). A step whose loss is not finite never
@@ -42,7 +44,7 @@ class TrainConfig:
     checkpoint) or ``"skip"`` (count it and go on).
     Under ``torch.distributed`` the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`;
     ``sync_bn`` then turns its batch norms into :class:`~torch.nn.SyncBatchNorm` (statistics over the global
-    batch; CUDA only). ``compile`` runs the model through :func:`torch.compile` (measure before relying on it).
+    batch; CUDA only).
     """
 
     iters: int = 2000
@@ -64,7 +66,6 @@ class TrainConfig:
     channels_last: bool = False
     snapshot_iters: tuple[int, ...] = ()
     sync_bn: bool = False
-    compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -74,8 +75,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise ConfigError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
-        if self.amp_dtype not in ("bfloat16", "float16"):
-            raise ConfigError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ConfigError(f"amp_dtype must be one of {tuple(AMP_DTYPES)}, got {self.amp_dtype!r}")
         lr_factor(0, self.iters, schedule=self.schedule)  # raises on an unknown schedule
 
 
@@ -139,8 +140,6 @@ class Trainer:
             on_cuda = self.device.type == "cuda"
             index = self.device.index if self.device.index is not None else (torch.cuda.current_device() if on_cuda else None)
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[index] if on_cuda else None)
-        if config.compile:
-            self.net = torch.compile(self.net)
         self.loader, self.config = loader, config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.model_config = model_config or {}
@@ -150,9 +149,8 @@ class Trainer:
             self.optimizer,
             lambda it: lr_factor(it, config.iters, config.warmup_iters, config.warmup_factor, config.schedule, config.steps),
         )
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.amp_dtype = autocast_dtype(self.device, config.amp, config.amp_dtype)  # None: fp32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
         self.iteration = 0
         self.history = History()
         self.skipped_steps = 0
@@ -188,7 +186,9 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped (model, optimiser, schedule,
         scaler, random states, iteration and history)."""
-        state = load_checkpoint(path, map_location=self.device)
+        # on the CPU: load_state_dict copies weights and optimiser state to their parameters' device, and the
+        # saved random states must stay CPU ByteTensors (torch.set_rng_state refuses CUDA tensors)
+        state = load_checkpoint(path, map_location="cpu")
         load_model_state(self.model, state["model"], str(path))
         if state["config"].get("iters") != self.config.iters:
             raise CheckpointError(
@@ -224,32 +224,41 @@ class Trainer:
         """One optimisation step on ``batch`` (an :class:`~minidet.data.collate.ImageBatch`), without a host
         synchronisation when the optimiser is fused (:func:`build_optimizer`).
 
-        A non-finite loss must never reach the weights. The step computes ``skipped`` on the device (1 when
-        the total loss of any process is NaN or infinite) and hands it to the fused optimiser as
-        ``found_inf``: parameters and optimiser state then stay as they were. With float16 the backward loss
-        is multiplied by NaN instead, so that the gradient scaler sees non-finite gradients and skips the
-        step (and lowers its scale). The host reads ``skipped`` with the losses when the history is flushed
-        (:meth:`_flush`, every ``log_interval`` steps), where ``on_nonfinite`` acts. Without a fused kernel
-        for the device the flag is read at once: one synchronisation per step.
+        A non-finite loss or gradient must never reach the weights. A finite loss can still have NaN
+        gradients (a clamped ``log`` whose input rounded to 0 has gradient ``0 * inf``), so the step checks
+        both: ``skipped`` is 1, on the device, when the total loss or the gradient norm of any process is NaN
+        or infinite, and goes to the fused optimiser as ``found_inf``: parameters and optimiser state then
+        stay as they were. With float16 the gradient scaler checks the gradients itself (an overflow there is
+        routine: it lowers its scale), so only the loss is checked, and a non-finite loss multiplies the
+        backward loss by NaN so that the scaler skips the step. The host reads ``skipped`` with the losses
+        when the history is flushed (:meth:`_flush`, every ``log_interval`` steps), where ``on_nonfinite``
+        acts. Without a fused kernel for the device the flag is read at once: one synchronisation per step.
 
-        Returns the model's loss dict plus ``loss`` (the total) and ``skipped`` (0-d, on the device).
+        Returns the model's loss dict plus ``loss`` (the total), ``grad_norm`` (before clipping) and
+        ``skipped`` (0-d, on the device).
         """
         batch = batch.to(self.device, non_blocking=True)
         if self.config.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+        with autocast(self.device, self.amp_dtype):
             out = self.net(batch.images, batch.targets, batch.image_sizes)
         total = sum(v for k, v in out.items() if k.startswith("loss_"))
-        # every process must skip together, or their weights part: pool the flag (a no-op in one process)
-        skipped = all_reduce_sum((~torch.isfinite(total.detach())).float()).clamp(max=1.0)
-        out["loss"], out["skipped"] = total, skipped
+        bad_loss = ~torch.isfinite(total.detach())
+        out["loss"] = total.detach()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
-            total = total * torch.where(skipped > 0, torch.nan, 1.0)
+            total = total * torch.where(bad_loss, torch.nan, 1.0)
         self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
         if self.config.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        bad = bad_loss if self.scaler.is_enabled() else bad_loss | ~torch.isfinite(grad_norm)
+        # every process must skip together, or their weights part: pool the flag (a no-op in one process)
+        skipped = all_reduce_sum(bad.float()).clamp(max=1.0)
+        out["grad_norm"], out["skipped"] = grad_norm.detach(), skipped
         if self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # a fused optimiser gets the scaler's found_inf on the device
         elif self.optimizer.defaults.get("fused"):
@@ -268,7 +277,7 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.scheduler.step()
         self.iteration += 1
-        self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/", "stats/", "skipped"))})
+        self.history.record(self.iteration, lr, {k: v for k, v in out.items() if k.startswith(("loss", "levels/", "stats/", "skipped", "grad_norm"))})
 
     def _flush(self) -> list[dict[str, Any]]:
         """Copy the pending history rows to the host (the one synchronisation, every ``log_interval`` steps
@@ -279,7 +288,12 @@ class Trainer:
             row = bad[0]
             names = [k for k, v in row.items() if k.startswith("loss") and isinstance(v, float) and not math.isfinite(v)]
             name = next((k for k in names if k.startswith("loss_")), names[0] if names else None)
-            what = f"{name} is {row[name]}" if name else "the loss of another process is not finite"
+            if name:
+                what = f"{name} is {row[name]}"
+            elif not math.isfinite(row.get("grad_norm", 0.0)):
+                what = f"the gradient norm is {row['grad_norm']} with a finite loss ({row.get('loss')})"
+            else:
+                what = "the loss or gradient of another process is not finite"
             where = str(self.last_checkpoint) if self.last_checkpoint else "none saved yet"
             raise NonFiniteLossError(
                 f"{what} at iteration {row['iter'] - 1}; that step did not update the weights (seen at iteration "
@@ -289,8 +303,11 @@ class Trainer:
         self.skipped_steps += len(bad)
         return rows
 
-    def fit(self, progress: bool = True) -> History:
-        """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history."""
+    def fit(self, progress: bool = True, max_seconds: float | None = None) -> History:
+        """Train until ``config.iters``; resumes from ``<out_dir>/last.pt`` if present. Returns the history.
+
+        ``max_seconds``: stop after this much training time (at the end of a step), with a checkpoint, so a
+        time-boxed run (the GPU check) can be evaluated and later resumed; the schedule stays that of ``iters``."""
         cfg = self.config
         if self.iteration == 0 and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
             self.resume(self.out_dir / "last.pt")
@@ -299,6 +316,8 @@ class Trainer:
         if self.iteration == 0:
             torch.manual_seed(cfg.seed)
         self.model.train()
+        if progress and rank() == 0:
+            print(f"minidet: precision {describe(self.device, self.amp_dtype)}", flush=True)
         bar = tqdm(total=cfg.iters, initial=self.iteration, disable=not progress or rank() != 0, desc="train", dynamic_ncols=True)
         start = time.perf_counter()
         for batch in self._batches():
@@ -315,6 +334,10 @@ class Trainer:
             if self.iteration in cfg.snapshot_iters and self.out_dir is not None:
                 self.save(self.out_dir / f"iter_{self.iteration}.pt")
             if self.iteration >= cfg.iters:
+                break
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                if rank() == 0:
+                    tqdm.write(f"minidet: stopping at iteration {self.iteration} of {cfg.iters}: {max_seconds:g} s of training reached")
                 break
         bar.close()
         self.train_seconds = time.perf_counter() - start

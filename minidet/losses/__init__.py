@@ -7,7 +7,7 @@ from minidet.losses.dual_weighting import bce_one, bce_zero, dw_neg_loss, dw_nor
 from minidet.losses.focal import FocalLoss, cross_entropy_loss, sigmoid_focal_loss
 from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 from minidet.losses.levels import level_index, sum_per_level
-from minidet.losses.lrp import normalize_level_losses
+from minidet.losses.lrp import LRP_FORMS, lrp_form, normalize_level_losses
 from minidet.losses.mimic import mean_cosine, mimic_loss
 from minidet.losses.pfl import ProgressiveFocalLoss, pfl_hyperparams, pfl_hyperparams_per_level
 from minidet.losses.regression import giou_loss, l1_loss, smooth_l1_loss
@@ -28,7 +28,9 @@ __all__ = [
     "fused_sigmoid_focal_loss",
     "giou_loss",
     "l1_loss",
+    "LRP_FORMS",
     "level_index",
+    "lrp_form",
     "mean_cosine",
     "mimic_loss",
     "normalize_level_losses",

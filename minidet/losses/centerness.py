@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from minidet.boxes.centerness import centerness_target
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 from minidet.losses.levels import sum_per_level
 from minidet.losses.regression import giou_loss
 

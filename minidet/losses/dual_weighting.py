@@ -19,25 +19,31 @@ With ``s`` the joint score :math:`\\sigma(\\mathrm{cls})\\,\\sigma(\\mathrm{obj}
 normalisers are the authors': the number of ground truths, and the total "positiveness" ``1 - P_neg``,
 both averaged over processes (``reduce_mean``) and clamped to at least 1.
 
-Logs are clamped at -100 as :func:`torch.nn.functional.binary_cross_entropy` does (that function
-itself refuses to run under CUDA autocast, which the trainer uses).
+The probabilities are clamped *before* the log, into ``[tiny, 1 - eps/2]`` of their dtype (for float32:
+``1.2e-38`` and ``1 - 2^-24``, the largest float32 below 1), so both logs stay finite and so do their
+gradients. Clamping the log's output instead (as :func:`torch.nn.functional.binary_cross_entropy` clamps at
+-100; that function refuses to run under autocast) leaves a ``0 * inf = NaN`` gradient behind a finite loss
+once ``s = sigmoid(cls) * sigmoid(obj)`` rounds to exactly 1 (both logits above about 16.6 in float32) or
+to 0. A clamped probability has zero gradient, as the clamped log had.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 
 
 def bce_one(p: Tensor) -> Tensor:
-    """Binary cross-entropy of probability ``p`` against target 1: :math:`-\\log p` (clamped at 100)."""
-    return -torch.log(p).clamp(min=-100.0)
+    """Binary cross-entropy of probability ``p`` against target 1: :math:`-\\log p`, with ``p`` clamped to at
+    least the dtype's smallest normal number (at most 87.3 for float32; finite gradient everywhere)."""
+    return -torch.log(p.clamp(min=torch.finfo(p.dtype).tiny))
 
 
 def bce_zero(p: Tensor) -> Tensor:
-    """Binary cross-entropy of probability ``p`` against target 0: :math:`-\\log(1 - p)` (clamped at 100)."""
-    return -torch.log1p(-p).clamp(min=-100.0)
+    """Binary cross-entropy of probability ``p`` against target 0: :math:`-\\log(1 - p)`, with ``p`` clamped to
+    at most the largest number below 1 of its dtype (at most 16.6 for float32; finite gradient everywhere)."""
+    return -torch.log1p(-p.clamp(max=1.0 - torch.finfo(p.dtype).eps / 2))
 
 
 def dw_pos_losses(p_cls: Tensor, p_loc: Tensor, w_pos: Tensor, weight: float = 0.25) -> tuple[Tensor, Tensor]:
@@ -62,7 +68,7 @@ def dw_neg_loss(scores: Tensor, w_neg: Tensor) -> Tensor:
 
 def dw_normalizers(gt_valid: Tensor, p_neg: Tensor) -> tuple[Tensor, Tensor]:
     """``(N_gt, sum (1 - P_neg))``, each clamped to at least 1 and pooled over processes
-    (:func:`~minidet.engine.distributed.loss_normalizer`).
+    (:func:`~minidet.distributed.loss_normalizer`).
 
     ``gt_valid`` ``(B, G)`` bool; ``p_neg`` ``(B, A, C)``. Both are scalars on device, without gradient."""
     num_gt = loss_normalizer(gt_valid.sum().float())

@@ -205,7 +205,7 @@ def fused_sigmoid_focal_loss(
                          f"lengths L and levels of shape (A,) = ({A},), got "
                          f"{None if levels is None else tuple(levels.shape)}")
     else:
-        gamma_t, alpha_t, levels = gamma_t.expand(num).contiguous(), alpha_t.expand(num).contiguous(), levels.long()
+        gamma_t, alpha_t, levels = gamma_t.expand(num).contiguous(), alpha_t.expand(num).contiguous(), levels.long().contiguous()
     return _FusedFocal.apply(logits.contiguous(), labels.long().contiguous(),
                              None if valid is None else valid.contiguous(), levels, gamma_t, alpha_t,
                              use_triton(backend, logits.device), one_pass)

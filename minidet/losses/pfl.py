@@ -29,6 +29,16 @@ Paper and code differ in Eq. (4): the authors' implementation averages ``-log p`
 never focuses less. Both are clipped the same way. The hyper-parameters are statistics, not functions
 to differentiate: they are computed without gradient.
 
+**Which positives the authors' code counts.** Their ``LRPHead.loss_single`` (``zimoqingfeng/UMOP``,
+``mmdet/models/dense_heads/level_resampling_head.py``) averages ``-log p`` over the entries where it is
+``> 0``, not over the positives: a positive whose probability rounds to 1.0 in float32 (``-log p = 0``)
+drops out of the mean, and a level whose positives all do (or that has none) gets the constant 2, which
+is ``gamma`` for the default ``gamma = 2`` and not the clamp's lower end ``gamma - delta``. minidet counts
+every positive: such a positive adds 0 to ``mean(-log p)``, and a level whose positives all have
+``p = 1`` gets ``gamma - delta`` after the clip. The two differ only on positives classified with
+float32 certainty; a level without positives gets ``gamma`` here and 2 there (the same for the default
+``gamma = 2``).
+
 Under ``torch.distributed`` the statistic is pooled over processes before it is clipped, as in the
 authors' code. They average each process's level mean (mmdetection's ``reduce_mean``, with a process
 that has no positive on the level contributing the value 2); here the per-level sums and counts are
@@ -40,7 +50,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from minidet.engine.distributed import all_reduce_sum
+from minidet.distributed import all_reduce_sum
 from minidet.losses.focal import sigmoid_focal_loss
 from minidet.losses.focal_fused import fused_sigmoid_focal_loss, one_hot_to_labels
 

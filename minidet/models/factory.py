@@ -2,7 +2,7 @@
 
 >>> model = build_retinanet(num_classes=6, backbone="tiny")       # CPU lessons
 >>> model = build_retinanet(num_classes=80, backbone="resnet50")  # the paper's model
->>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling=True)  # ATSS + UMOP
+>>> model = build_atss(num_classes=6, cls_loss="pfl", level_resampling="code")  # ATSS + UMOP as released
 >>> model = build_fcos(num_classes=6, scale_ranges=scaled_ranges(0.5))        # FCOS on 256 px images
 >>> model = build_dw(num_classes=6, refine=True, pos_weight_form="code")      # Dual Weighting
 >>> model = build_faster_rcnn(num_classes=6, iou_balanced=True, bfp=True)     # two of Libra R-CNN's switches
@@ -76,7 +76,7 @@ def build_retinanet(
     width 64, two convs per tower, GroupNorm); with a ResNet they are the paper's (256 channels,
     four convs, no norm). ``prior_prob`` initialises the classification bias (Sec. 4). ``octave_base_scale`` sets the anchor size: 4 x stride as in the paper.
     Remaining keyword arguments go to :class:`RetinaNet` (e.g. ``focal_gamma``, ``score_thresh``,
-    ``cls_loss="pfl"``, ``level_resampling=True``).
+    ``cls_loss="pfl"``, ``level_resampling="own_positives"``).
     """
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     norm = norm if norm is not None or backbone != "tiny" else "gn"
@@ -98,7 +98,7 @@ def build_atss(
 ) -> ATSS:
     """ATSS on P3-P7: one square anchor per cell of side ``octave_base_scale x stride`` (8 in the paper),
     GroupNorm towers (64 channels and 2 convs with the tiny backbone, 256 and 4 with a ResNet).
-    Remaining keyword arguments go to :class:`ATSS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    Remaining keyword arguments go to :class:`ATSS` (e.g. ``cls_loss="pfl"``, ``level_resampling="own_positives"``,
     ``box_loss_weight``, ``score_thresh``)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     anchors = AnchorGenerator(neck.strides, octave_base_scale=octave_base_scale, scales_per_octave=1, ratios=(1.0,))
@@ -121,7 +121,7 @@ def build_fcos(
     """FCOS on P3-P7 (P6, P7 from P5): one point per cell, GroupNorm towers (64 channels and 2 convs with
     the tiny backbone, 256 and 4 with a ResNet), :class:`FCOSAssigner` with ``scale_ranges`` (COCO's by
     default; ``scaled_ranges(0.5)`` suits 256-400 px images) and ``center_sampling_radius`` (1.5 strides).
-    Remaining keyword arguments go to :class:`FCOS` (e.g. ``cls_loss="pfl"``, ``level_resampling=True``,
+    Remaining keyword arguments go to :class:`FCOS` (e.g. ``cls_loss="pfl"``, ``level_resampling="own_positives"``,
     ``box_loss_weight``, ``score_thresh``)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     points = PointGenerator(neck.strides)
@@ -144,8 +144,9 @@ def build_dw(
 ) -> DualWeighting:
     """Dual Weighting on FCOS, P3-P7: :class:`DWHead` (objectness on the regression tower, classification
     prior 0.02, box refinement when ``refine``), GroupNorm towers sized as :func:`build_fcos`.
-    ``pos_weight_form``: ``"code"`` (authors' exponents 5 / 3, default) or ``"paper"``. Remaining keyword
-    arguments go to :class:`DualWeighting` (``soft_prior``, ``neg_prob_form``, ``mu``, ``beta``, ...)."""
+    ``pos_weight_form``: ``"code"`` (the authors' consistency and exponents 5 / 3, default) or ``"paper"``
+    (the paper's consistency, weights summing to 1). Remaining keyword arguments go to :class:`DualWeighting`
+    (``soft_prior``, ``neg_prob_form``, ``mu``, ``beta``, ``consistency_beta``, ...)."""
     bb, neck, convs = build_pyramid(backbone, weights_path, fpn_channels, head_convs)
     points = PointGenerator(neck.strides)
     head = DWHead(neck.out_channels, num_classes, len(neck.strides), convs, prior_prob, norm, refine)
@@ -159,8 +160,8 @@ def build_faster_rcnn(
     fpn_channels: int | None = None,
     fc_dim: int | None = None,
     anchor_scale: float = 8.0,
-    iou_balanced: bool = False,
-    bfp: bool = False,
+    iou_balanced: bool | str = False,
+    bfp: bool | str = False,
     balanced_l1: bool = False,
     instance_balanced: bool = False,
     num_rois: int | None = None,
@@ -171,8 +172,11 @@ def build_faster_rcnn(
 ) -> FasterRCNN:
     """Faster R-CNN with FPN (P2-P6, P6 by subsampling), and the Libra R-CNN switches.
 
-    ``iou_balanced`` (IoU-balanced negative sampling, K = 3), ``bfp`` (Balanced Feature Pyramid with a
-    non-local refinement on P4), ``balanced_l1`` (Balanced L1 box loss) and ``instance_balanced``
+    ``iou_balanced`` (IoU-balanced negative sampling, K = 3: ``True`` or ``"paper"`` bins the negatives'
+    IoU range, ``"code"`` reproduces the authors' sampler, see
+    :meth:`~minidet.samplers.proposal_sampler.ProposalSampler.iou_balanced_form`), ``bfp`` (Balanced Feature
+    Pyramid with a non-local refinement on P4; ``True`` or ``"mmdetection"`` initialises it as mmdetection,
+    ``"libra"`` as the Libra R-CNN repository, see :class:`~minidet.models.necks.BalancedFPN`), ``balanced_l1`` (Balanced L1 box loss) and ``instance_balanced``
     (instance-balanced positive sampling, part of the reference code's sampler) are the ablation's four
     constructor arguments; all off is Faster R-CNN. The RPN uses one anchor size per level,
     ``anchor_scale x stride`` (8: 32 px on P2 ... 512 px on P6) with ratios 1:2, 1:1, 2:1.
@@ -194,13 +198,17 @@ def build_faster_rcnn(
     neck: nn.Module = FPN(tuple(bb.out_channels[k] for k in ("c2", "c3", "c4", "c5")), (4, 8, 16, 32), ch,
                           num_extra=1, extra_source="pool")
     if bfp:
-        neck = BalancedFPN(neck, refine_level=2, refine="non_local")
+        neck = BalancedFPN(neck, refine_level=2, refine="non_local", init="mmdetection" if bfp is True else bfp)
     anchors = AnchorGenerator(neck.strides, octave_base_scale=anchor_scale, scales_per_octave=1)
     rpn = RegionProposalNetwork(RPNHead(ch, anchors.num_anchors), anchors, pre_nms_top_n=tuple(rpn_pre_nms_top_n),
                                 post_nms_top_n=tuple(rpn_post_nms_top_n))
     roi_head = RoIBoxHead(ch, num_classes, num_levels=4, sampling_ratio=sampling_ratio, fc_dim=fc_dim or (256 if tiny else 1024))
-    sampler = ProposalSampler(num=num_rois, neg_sampler="iou_balanced" if iou_balanced else "random",
-                              pos_sampler="instance_balanced" if instance_balanced else "random")
+    pos_sampler = "instance_balanced" if instance_balanced else "random"
+    if iou_balanced:
+        form = "paper" if iou_balanced is True else iou_balanced
+        sampler = ProposalSampler.iou_balanced_form(form, num=num_rois, pos_sampler=pos_sampler)
+    else:
+        sampler = ProposalSampler(num=num_rois, pos_sampler=pos_sampler)
     return FasterRCNN(bb, neck, rpn, roi_head, num_classes, sampler=sampler,
                       box_loss="balanced_l1" if balanced_l1 else "smooth_l1", **kwargs)
 

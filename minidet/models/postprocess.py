@@ -1,8 +1,10 @@
 """From dense scores and boxes to a short list of detections per image.
 
-One pass for the whole batch: per level, the top-k candidates of every image are taken with one
-``topk``; then a single :func:`torchvision.ops.batched_nms` call suppresses overlaps, grouping by
-(image, class) so that boxes of different images or classes never suppress each other.
+Per level, the top-k candidates of every image are taken with one batched ``topk``; then each image
+gets its own class-wise :func:`torchvision.ops.batched_nms`, as torchvision's detectors do. One NMS call
+over the whole batch grouped by (image, class) gives the same detections, but its cost grows with the
+square of the *batch's* box count (the offset trick sorts and compares all boxes of the call at once),
+which a trained model keeping hundreds of boxes per image makes slow (README: post-processing).
 """
 from __future__ import annotations
 
@@ -49,28 +51,27 @@ def postprocess_dense(
     s = torch.cat(cand_scores, dim=1)  # (B, K)
     b = torch.cat(cand_boxes, dim=1)  # (B, K, 4)
     lab = torch.cat(cand_labels, dim=1)  # (B, K)
-    img = torch.arange(bsz, device=s.device)[:, None].expand_as(s)
-    keep = s > score_thresh
-    s, b, lab, img = s[keep], b[keep], lab[keep], img[keep]
-    kept = batched_nms(b, s, img * num_classes + lab, nms_thresh)  # sorted by decreasing score
-    return split_per_image(s[kept], b[kept], lab[kept], img[kept], bsz, max_detections)
+    return nms_per_image(s, b, lab, score_thresh, nms_thresh, max_detections)
 
 
-def split_per_image(scores: Tensor, boxes: Tensor, labels: Tensor, img: Tensor, bsz: int, max_detections: int
-                    ) -> list[dict[str, Tensor]]:
-    """Detections sorted by decreasing score, with the image ``img`` of each -> one dict per image, at most
-    ``max_detections`` each."""
+def nms_per_image(scores: Tensor, boxes: Tensor, labels: Tensor, score_thresh: float, nms_thresh: float,
+                  max_detections: int) -> list[dict[str, Tensor]]:
+    """Candidates ``(B, K)`` scores, ``(B, K, 4)`` boxes, ``(B, K)`` labels -> per image: score threshold,
+    class-wise NMS (:func:`~torchvision.ops.batched_nms`, grouped by label) and the ``max_detections`` best,
+    sorted by decreasing score."""
     results = []
-    for i in range(bsz):
-        sel = (img == i).nonzero().squeeze(1)[:max_detections]
-        results.append({"boxes": boxes[sel], "scores": scores[sel], "labels": labels[sel]})
+    for s, b, lab in zip(scores, boxes, labels):
+        keep = s > score_thresh
+        s, b, lab = s[keep], b[keep], lab[keep]
+        kept = batched_nms(b, s, lab, nms_thresh)[:max_detections]  # sorted by decreasing score
+        results.append({"boxes": b[kept], "scores": s[kept], "labels": lab[kept]})
     return results
 
 
 def postprocess_per_class(scores: Tensor, boxes: Tensor, image_sizes: Tensor, score_thresh: float = 0.05,
                           nms_thresh: float = 0.5, max_detections: int = 100) -> list[dict[str, Tensor]]:
     """Post-processing of a two-stage head, whose boxes are class-specific: score threshold, class-wise
-    NMS in one :func:`~torchvision.ops.batched_nms` call, and a cap per image.
+    NMS per image (:func:`nms_per_image`) and a cap per image.
 
     Args:
         scores: ``(B, N, C)`` class probabilities (background dropped); boxes: ``(B, N, C, 4)`` xyxy.
@@ -83,8 +84,4 @@ def postprocess_per_class(scores: Tensor, boxes: Tensor, image_sizes: Tensor, sc
     boxes = clip_boxes(boxes.reshape(bsz, n * num_classes, 4), image_sizes)
     s = scores.reshape(bsz, -1)
     lab = torch.arange(num_classes, device=s.device).repeat(n)[None].expand_as(s)
-    img = torch.arange(bsz, device=s.device)[:, None].expand_as(s)
-    keep = s > score_thresh
-    s, b, lab, img = s[keep], boxes[keep], lab[keep], img[keep]
-    kept = batched_nms(b, s, img * num_classes + lab, nms_thresh)
-    return split_per_image(s[kept], b[kept], lab[kept], img[kept], bsz, max_detections)
+    return nms_per_image(s, boxes, lab, score_thresh, nms_thresh, max_detections)

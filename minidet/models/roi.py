@@ -29,18 +29,23 @@ def level_roi_align(feats: list[Tensor], rois: Tensor, levels: Tensor, strides: 
 
     Returns:
         ``(B, S, C, output_size, output_size)`` in the features' dtype.
+
+    RoIs and their batch indices stay in float32 whatever the features' dtype: in bf16 (8 significant
+    bits) a coordinate between 512 and 1024 moves in steps of 4 pixels and a batch index above 256 is no
+    longer exact. Lower-precision features are pooled in float32 (as torchvision's autocast wrapper of
+    ``roi_align`` does) and the result is cast back.
     """
     if len(feats) != len(strides):
         raise ValueError(f"level_roi_align: {len(feats)} feature maps but {len(strides)} strides")
     b, s, _ = rois.shape
-    flat_rois = rois.reshape(-1, 4).to(feats[0].dtype)
+    flat_rois = rois.reshape(-1, 4).float()
     flat_levels = levels.reshape(-1)
-    batch_idx = torch.arange(b, device=rois.device, dtype=flat_rois.dtype).repeat_interleave(s)[:, None]
+    batch_idx = torch.arange(b, device=rois.device, dtype=torch.float32).repeat_interleave(s)[:, None]
     boxes = torch.cat([batch_idx, flat_rois], dim=1)  # (B*S, 5): roi_align's (batch index, x1, y1, x2, y2)
     out = feats[0].new_zeros(b * s, feats[0].shape[1], output_size, output_size)
     for lvl, (f, stride) in enumerate(zip(feats, strides)):
         idx = (flat_levels == lvl).nonzero().squeeze(1)
-        out[idx] = roi_align(f, boxes[idx], output_size, 1.0 / stride, sampling_ratio, aligned)
+        out[idx] = roi_align(f.float(), boxes[idx], output_size, 1.0 / stride, sampling_ratio, aligned).to(out.dtype)
     return out.view(b, s, -1, output_size, output_size)
 
 

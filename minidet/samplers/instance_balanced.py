@@ -4,6 +4,13 @@ Random sampling of positives favours large objects, which overlap many proposals
 truth may give at most ``round(N / G) + 1`` positives (``N`` wanted, ``G`` ground truths that have a
 positive); the shortfall is filled at random from the remaining positives, and a surplus is cut at
 random. The paper mentions balancing over instances only in passing; the rule is the reference code's.
+
+**Duplicates in the reference.** The reference (``OceanPang/Libra_R-CNN``,
+``mmdet/core/bbox/samplers/instance_balanced_pos_sampler.py``) finds the positives left for the fill-up
+as ``set(pos_inds.cpu()) - set(sampled_inds.cpu())``: a set of 0-d tensors, which hash by identity, so
+the difference removes nothing and the filler may pick RoIs that are already sampled, giving duplicate
+positives (and fewer distinct ones than ``N``). minidet samples without duplicates: the fill-up draws
+only from positives not yet taken, so there are ``min(N, P)`` distinct positives.
 """
 from __future__ import annotations
 

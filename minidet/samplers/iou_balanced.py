@@ -20,6 +20,26 @@ of the image, positives and the ground truths added as proposals included, so th
 negative (negatives have IoU < 0.5): only two bins receive quota and the shortfall is filled at random.
 minidet's default bins the negatives' own IoU range (so ``K`` bins really split the negatives);
 pass ``bin_upper`` (e.g. the highest IoU of all candidates) for mmdetection's behaviour.
+
+**The floor the code switches on.** The authors' sampler (``OceanPang/Libra_R-CNN``,
+``mmdet/core/bbox/samplers/iou_balanced_neg_sampler.py``, the same in mmdetection 2.x) is configured with
+``floor_thr = -1`` but, in the branch that handles it, sets ``self.floor_thr = 0``: from its second call
+on (the whole of training), negatives with IoU exactly 0 form a floor set and the bins cover IoU > 0
+only; with ``floor_fraction = 0`` the floor is drawn from only to fill a shortfall. So which setting
+reproduces which source:
+
+==============================================  =====================================================
+source                                          arguments here
+==============================================  =====================================================
+the paper (Eq. 1: ``K`` IoU bins, no floor)     ``floor_thr=-1, bin_upper=None`` (minidet's default,
+                                                which bins the negatives' own IoU range)
+the code's first call                           ``floor_thr=-1``, ``bin_upper`` = highest IoU of all
+                                                candidates
+the code from then on (and mmdetection 2.x)     ``floor_thr=0``, ``bin_upper`` = highest IoU of all
+                                                candidates
+==============================================  =====================================================
+
+(:class:`~minidet.samplers.proposal_sampler.ProposalSampler` names them ``iou_balanced_form``.)
 """
 from __future__ import annotations
 

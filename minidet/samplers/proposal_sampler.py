@@ -13,6 +13,10 @@ from minidet.samplers.iou_balanced import iou_balanced_neg_mask
 from minidet.samplers.random_sampling import random_sample, sample_pos_neg
 
 NEG_SAMPLERS = ("random", "iou_balanced")
+IOU_BALANCED_FORMS = {  # which arguments of the IoU-balanced sampler reproduce which source (iou_balanced.py)
+    "paper": {"floor_thr": -1.0, "bin_range": "negatives"},  # K bins over the negatives' IoU (minidet's default)
+    "code": {"floor_thr": 0.0, "bin_range": "all"},  # the authors' sampler after its first call (floor_thr -> 0)
+}
 POS_SAMPLERS = ("random", "instance_balanced")
 
 
@@ -45,7 +49,12 @@ class ProposalSampler:
 
     ``neg_sampler``: ``"random"`` or ``"iou_balanced"`` (:func:`~minidet.samplers.iou_balanced_neg_mask`
     with ``num_bins``, ``floor_thr``, ``floor_fraction``; ``bin_range="negatives"`` bins the negatives' own
-    IoU range, ``"all"`` reproduces mmdetection, whose bins reach the highest IoU of all candidates).
+    IoU range, ``"all"`` lets the bins reach the highest IoU of all candidates, as mmdetection does).
+    ``bin_range="all"`` alone does not reproduce the authors' sampler: it also turns ``floor_thr = -1`` into
+    0 after its first call, so IoU-0 negatives become a floor used only to fill a shortfall.
+    :meth:`iou_balanced_form` gives the settings: ``"paper"`` (``floor_thr=-1, bin_range="negatives"``, the
+    defaults) or ``"code"`` (``floor_thr=0, bin_range="all"``: every call of the authors' sampler but the
+    first; ``floor_thr=-1, bin_range="all"`` is that first call).
     ``pos_sampler``: ``"random"`` or ``"instance_balanced"``.
     """
 
@@ -68,6 +77,14 @@ class ProposalSampler:
             raise ValueError(f"pos_sampler must be one of {POS_SAMPLERS}, got {self.pos_sampler!r}")
         if self.bin_range not in ("negatives", "all"):
             raise ValueError(f"bin_range must be 'negatives' or 'all', got {self.bin_range!r}")
+
+    @classmethod
+    def iou_balanced_form(cls, form: str, **kwargs) -> "ProposalSampler":
+        """An IoU-balanced sampler as ``form`` (``"paper"`` or ``"code"``, see :data:`IOU_BALANCED_FORMS`) says;
+        ``kwargs`` set the other fields."""
+        if form not in IOU_BALANCED_FORMS:
+            raise ValueError(f"iou_balanced form must be one of {tuple(IOU_BALANCED_FORMS)}, got {form!r}")
+        return cls(neg_sampler="iou_balanced", **{**kwargs, **IOU_BALANCED_FORMS[form]})
 
     @torch.no_grad()
     def assign(self, proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> tuple[Tensor, Tensor, AssignResult]:

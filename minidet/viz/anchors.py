@@ -47,7 +47,7 @@ def draw_anchors(ax: Axes, image: Tensor | np.ndarray | None, anchors: Tensor, c
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.2))
     if len(anchors):
         centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-        ax.plot(centres[:, 0].numpy(), centres[:, 1].numpy(), "o", color=color, markersize=3)
+        ax.plot(centres[:, 0].cpu().numpy(), centres[:, 1].cpu().numpy(), "o", color=color, markersize=3)
         x_lo, y_lo = min(x_lo, float(anchors[:, 0].min())), min(y_lo, float(anchors[:, 1].min()))
         x_hi, y_hi = max(x_hi, float(anchors[:, 2].max())), max(y_hi, float(anchors[:, 3].max()))
     if gt_boxes is not None:
@@ -75,7 +75,7 @@ def plot_iou_heatmap(ax: Axes, iou: Tensor, feature_size: tuple[int, int], num_a
         ``ax`` with a colour bar labelled "max IoU over the cell's anchors".
     """
     h, w = feature_size
-    cell = iou.detach().cpu().float().reshape(h, w, num_anchors).max(dim=2).values.numpy()
+    cell = iou.detach().cpu().float().reshape(h, w, num_anchors).max(dim=2).values.cpu().numpy()
     x0, y0 = (center_offset - 0.5) * stride, (center_offset - 0.5) * stride
     extent = (x0, x0 + w * stride, y0 + h * stride, y0)
     if image is not None:
@@ -132,7 +132,7 @@ def plot_delta_histograms(axes: Sequence[Axes], deltas: Tensor, names: Sequence[
     if len(axes) != deltas.shape[1] or len(names) != deltas.shape[1]:
         raise ValueError(f"{deltas.shape[1]} components need as many axes and names, got {len(axes)} and {len(names)}")
     for k, (ax, name) in enumerate(zip(axes, names)):
-        ax.hist(deltas[:, k].numpy(), bins=bins, color="C0", edgecolor="0.3")
+        ax.hist(deltas[:, k].cpu().numpy(), bins=bins, color="C0", edgecolor="0.3")
         ax.set_xlabel(f"${name}$ ({unit})")
         ax.set_ylabel("anchors")
         ax.set_title(f"{title}${name}$", fontsize=9)

@@ -34,7 +34,7 @@ def _to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
         image = image.detach().cpu().as_subclass(torch.Tensor)
         if image.dim() != 3 or image.shape[0] not in (1, 3):
             raise ValueError(f"image tensor must be (3, H, W) or (1, H, W), got {tuple(image.shape)}")
-        image = image.permute(1, 2, 0).float().clamp(0, 1).numpy()
+        image = image.permute(1, 2, 0).float().clamp(0, 1).cpu().numpy()
         return image.repeat(3, axis=2) if image.shape[2] == 1 else image
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:

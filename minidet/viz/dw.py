@@ -64,12 +64,14 @@ def vfl_weights(iou: Tensor, score: Tensor, alpha: float = 0.75, gamma: float = 
 
 def dw_toy_weights(iou: Tensor, score: Tensor, prior: Tensor | None = None, mu: float = 5.0, beta: float = 5.0,
                    gamma1: float = 2.0, gamma2: float = 2.0, iou_threshold: float = 0.5, pos_form: str = "code",
-                   neg_form: str = "code") -> dict[str, Tensor]:
+                   neg_form: str = "code", consistency_beta: float = 0.8) -> dict[str, Tensor]:
     """DW's weights of the ``N`` candidate points of one ground truth, from their IoU and score alone.
 
     ``p_loc = exp(-beta (1 - IoU))``: the GIoU loss is ``1 - IoU`` when the enclosing box is the union
-    (e.g. nested boxes). Then :func:`~minidet.assigners.dw_weights.dw_pos_weight` (normalised over the
-    ``N`` points), :func:`~minidet.assigners.dw_weights.neg_prob` and
+    (e.g. nested boxes). The consistency ``v`` is the code's ``score * p_loc`` (``pos_form="code"``) or the
+    paper's ``score^beta IoU^(1 - beta)`` (``"paper"``, ``beta = consistency_beta``); then
+    :func:`~minidet.assigners.dw_weights.dw_pos_weight` (normalised over the ``N`` points),
+    :func:`~minidet.assigners.dw_weights.neg_prob` (``neg_form``) and
     :func:`~minidet.assigners.dw_weights.dw_neg_weight`.
 
     Args:
@@ -82,14 +84,14 @@ def dw_toy_weights(iou: Tensor, score: Tensor, prior: Tensor | None = None, mu: 
     prior = torch.ones_like(iou) if prior is None else prior.double()
     p_loc = dw.localization_score(1 - iou, beta)
     col = lambda x: x[None, :, None]  # (N,) -> (1, N, 1): one image, one ground truth
-    w_pos = dw.dw_pos_weight(col(score), col(p_loc), col(prior), mu, pos_form)[0, :, 0]
+    v = dw.paper_consistency(score, iou, consistency_beta) if pos_form == "paper" else dw.consistency(score, p_loc)
+    w_pos = dw.dw_pos_weight(col(v), col(prior), mu, pos_form)[0, :, 0]
     p_neg = dw.neg_prob(col(iou), col(torch.ones_like(iou, dtype=torch.bool)), iou_threshold, gamma1, neg_form)[0, :, 0]
-    return {"w_pos": w_pos, "w_neg": dw.dw_neg_weight(p_neg, score, gamma2), "p_neg": p_neg, "p_loc": p_loc,
-            "v": dw.consistency(score, p_loc)}
+    return {"w_pos": w_pos, "w_neg": dw.dw_neg_weight(p_neg, score, gamma2), "p_neg": p_neg, "p_loc": p_loc, "v": v}
 
 
 # The settings of :class:`~minidet.models.DualWeighting` that only change the weights, not the network.
-WEIGHT_SETTINGS = ("mu", "beta", "gamma2", "pos_weight_form", "neg_prob_form")
+WEIGHT_SETTINGS = ("mu", "beta", "gamma2", "pos_weight_form", "neg_prob_form", "consistency_beta", "neg_iou_upper")
 
 
 @torch.no_grad()
@@ -100,7 +102,7 @@ def network_outputs(model: nn.Module, images: Tensor) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        out = model.dense_outputs(images.to(next(model.parameters()).device))
+        out = model.dense_outputs(images.to(model.device))
     finally:
         model.train(was_training)
     return dict(zip(("scores", "boxes", "points", "strides", "level_sizes"), out))
@@ -489,14 +491,12 @@ def kept_detection_ious(model: torch.nn.Module, dataset, indices: list[int], sco
     from minidet.data import collate_detection
 
     model.eval()
-    device = next(model.parameters()).device
     out = []
     for start in range(0, len(indices), batch_size):
-        batch = collate_detection([dataset[i] for i in indices[start:start + batch_size]])
-        dets = model(batch.images.to(device), image_sizes=batch.image_sizes.to(device))
-        for det, tgt in zip(dets, batch.targets):
-            keep = det["scores"].cpu() >= score_thresh
-            boxes, labels = det["boxes"].cpu()[keep], det["labels"].cpu()[keep]
+        batch = collate_detection([dataset[i] for i in indices[start:start + batch_size]]).to(model.device)
+        for det, tgt in zip(model(batch.images, image_sizes=batch.image_sizes), batch.targets):
+            keep = det["scores"] >= score_thresh
+            boxes, labels = det["boxes"][keep], det["labels"][keep]
             iou = box_iou(boxes, tgt["boxes"]) * (labels[:, None] == tgt["labels"][None])  # (K, G) same class only
             out.append(iou.max(1).values if iou.shape[1] else torch.zeros(len(boxes)))
     return torch.cat(out).cpu().numpy() if out else np.zeros(0)

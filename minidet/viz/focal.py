@@ -23,7 +23,7 @@ def _loss_and_grad(fn, p: np.ndarray, target: float) -> tuple[np.ndarray, np.nda
     x = torch.logit(torch.as_tensor(p, dtype=torch.float64)).requires_grad_(True)
     loss = fn(x, torch.full_like(x, target))
     (grad,) = torch.autograd.grad(loss.sum(), x)  # elements are independent: grad of the sum = elementwise grad
-    return loss.detach().numpy(), grad.numpy()
+    return loss.detach().cpu().numpy(), grad.cpu().numpy()
 
 
 def focal_curves(p: np.ndarray | Sequence[float], gamma: float = 2.0, alpha: float | None = 0.25) -> dict[str, np.ndarray]:

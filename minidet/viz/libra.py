@@ -43,10 +43,11 @@ def negative_pool(model: torch.nn.Module, images: Tensor, targets: list[dict[str
     largest values are the *hard* negatives that online hard example mining would pick).
     """
     model.eval()
-    image_sizes = torch.tensor([images.shape[-2:]] * images.shape[0])
+    images = images.to(model.device)
+    image_sizes = torch.tensor([images.shape[-2:]] * images.shape[0], device=model.device)
     feats = model.features(images)
     proposals, _, valid, _ = model.rpn(feats, image_sizes)
-    gt_boxes, _, gt_valid = pad_targets(targets)
+    gt_boxes, _, gt_valid = pad_targets(targets, model.device)
     cand, _, assign = model.sampler.assign(proposals, valid, gt_boxes, gt_valid)
     logits, _, _ = model.rcnn_head(feats, cand, images)
     bg_loss = -torch.log_softmax(logits.float(), -1)[..., model.num_classes]  # (B, N)
@@ -66,10 +67,10 @@ def plot_neg_iou_hist(ax: Axes, samples: Mapping[str, Tensor], candidates: Tenso
     upper = max(float(v.max()) for v in samples.values() if v.numel()) if samples else 0.5
     edges = np.linspace(0, max(upper, 1e-3), bins + 1)
     if candidates is not None:
-        ax.hist(candidates.numpy(), edges, weights=np.full(len(candidates), 1 / max(1, len(candidates))), color="0.8",
+        ax.hist(candidates.cpu().numpy(), edges, weights=np.full(len(candidates), 1 / max(1, len(candidates))), color="0.8",
                 label=f"all candidates ({100 * hard_fraction(candidates):.0f} % hard)")
     for i, (name, v) in enumerate(samples.items()):
-        ax.hist(v.numpy(), edges, weights=np.full(len(v), 1 / max(1, len(v))), histtype="step", lw=2, color=f"C{i}",
+        ax.hist(v.cpu().numpy(), edges, weights=np.full(len(v), 1 / max(1, len(v))), histtype="step", lw=2, color=f"C{i}",
                 label=f"{name} ({100 * hard_fraction(v):.0f} % hard)")
     ax.axvline(HARD_IOU, color="k", ls=":", lw=1)
     ax.set_yscale("log")
@@ -88,7 +89,7 @@ def draw_sampler_explorer(neg_ious: Tensor, num: int, num_bins: int = 3, floor_t
     lower = max(floor_thr, 0.0)
     edges = np.linspace(lower, float(neg_ious.max()), num_bins + 1)
     x = np.arange(num_bins)
-    count = lambda v: np.histogram(v.numpy().clip(lower, edges[-1]), edges)[0]  # noqa: E731
+    count = lambda v: np.histogram(v.cpu().numpy().clip(lower, edges[-1]), edges)[0]  # noqa: E731
     b.bar(x - 0.2, count(neg_ious) * num / max(1, len(neg_ious)), 0.4, color="0.7", label="random (expected)")
     b.bar(x + 0.2, count(bal), 0.4, color="C1", label="IoU-balanced")
     b.axhline(num * (1 - floor_fraction) / num_bins, color="C1", ls="--", lw=1, label="N / K")
@@ -152,7 +153,7 @@ def balanced_l1_explorer(alpha: float = 0.5, gamma: float = 1.5, beta: float = 1
 
 def feature_energy(x: Tensor) -> np.ndarray:
     """``(C, H, W)`` -> ``(H, W)`` mean absolute activation, a channel-free picture of a feature map."""
-    return x.detach().float().abs().mean(0).numpy()
+    return x.detach().float().abs().mean(0).cpu().numpy()
 
 
 def plot_bfp(image: Tensor, levels: Sequence[Tensor], integrated: Tensor, refined: Tensor, outs: Sequence[Tensor],
@@ -162,7 +163,7 @@ def plot_bfp(image: Tensor, levels: Sequence[Tensor], integrated: Tensor, refine
     for the first image of the batch."""
     n = len(levels)
     fig, axes = plt.subplots(3, n, figsize=(3 * n, 8.4))
-    axes[0, 0].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    axes[0, 0].imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
     axes[0, 0].set_title("image")
     for ax, m, t in ((axes[0, 1], integrated, "integrated C (Eq. 2)"), (axes[0, 2], refined, "refined (non-local)")):
         im = ax.imshow(feature_energy(m[0]), cmap="magma")

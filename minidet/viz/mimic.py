@@ -48,15 +48,16 @@ def refinement_view(model: torch.nn.Module, image: Tensor) -> dict[str, Any]:
     ``level`` ``(A,)``, and ``points``: per level the S-head's sampling points ``(H_l, W_l, k^2, 2)`` in pixels.
     """
     model.eval()
-    feats = model.features(image[None])
+    feats = model.features(image[None].to(model.device))
     r = model.refinement(feats)
     points = []
     for lvl, (f, d, stride) in enumerate(zip(feats, r.delta_maps, model.s_strides)):
         _, offsets = model.s_head.deform(lvl, f, d)
         k = int(round((offsets.shape[1] // 2) ** 0.5))
-        points.append(sampling_points(offsets.float(), k)[0] * stride)  # cells -> pixels (anchor centres at cell x stride)
+        points.append((sampling_points(offsets.float(), k)[0] * stride).cpu())  # cells -> pixels (anchor centres at cell x stride)
     level = torch.repeat_interleave(torch.arange(len(r.level_sizes)), torch.tensor(r.level_sizes))
-    return {"anchors": r.anchors, "refined": r.refined[0], "objectness": torch.sigmoid(r.objectness[0].float()),
+    # on the CPU: a view for plotting, next to ground truths that come from the (CPU) dataset
+    return {"anchors": r.anchors.cpu(), "refined": r.refined[0].cpu(), "objectness": torch.sigmoid(r.objectness[0].float()).cpu(),
             "level": level, "level_sizes": r.level_sizes, "points": points, "strides": model.s_strides}
 
 
@@ -74,7 +75,7 @@ def best_refined(view: dict[str, Any], gt_boxes: Tensor) -> list[dict[str, Any]]
         y, x = divmod(a - first, w)
         out.append({"gt": g, "anchor_index": a, "level": lvl, "cell": (y, x), "anchor": view["anchors"][a],
                     "refined": view["refined"][a], "iou_anchor": float(iou_anc[a, g]), "iou_refined": float(iou_ref[a, g]),
-                    "best_anchor_iou": float(iou_anc[:, g].max()), "points": view["points"][lvl][y, x].numpy()})
+                    "best_anchor_iou": float(iou_anc[:, g].max()), "points": view["points"][lvl][y, x].cpu().numpy()})
     return out
 
 
@@ -142,6 +143,8 @@ def train_step_seconds(model: torch.nn.Module, images: Tensor, targets: list[dic
     of ``model`` on one batch, after one warm-up step. The model's weights change: pass a copy."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    images = images.to(model.device)
+    targets = [{k: v.to(model.device) for k, v in t.items()} for t in targets]
 
     def step() -> None:
         out = model(images, targets)
@@ -162,7 +165,8 @@ def stage_times(model: torch.nn.Module, images: Tensor, repeats: int = 5) -> dic
     from minidet.models.postprocess import postprocess_dense, postprocess_per_class
 
     model.eval()
-    sizes = torch.tensor([images.shape[-2:]] * len(images))
+    images = images.to(model.device)
+    sizes = torch.tensor([images.shape[-2:]] * len(images), device=model.device)
     out: dict[str, float] = {}
     if isinstance(model, MimicDet):
         feats = model.features(images)

@@ -29,6 +29,12 @@ class Detector(nn.Module):
         return (images - self.pixel_mean) / self.pixel_std
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are: the plotting helpers move their inputs here, since a model the trainer
+        moved to CUDA cannot take a CPU batch."""
+        return self.pixel_mean.device
+
+    @property
     def strides(self) -> tuple[int, ...]:
         """Stride of each pyramid level the neck returns."""
         return self.neck.strides

@@ -8,10 +8,10 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 from minidet.losses.focal import FocalLoss
 from minidet.losses.levels import level_index, sum_per_level
-from minidet.losses.lrp import normalize_level_losses
+from minidet.losses.lrp import lrp_form, normalize_level_losses
 from minidet.losses.pfl import ProgressiveFocalLoss
 from minidet.models.detectors.base import Detector
 from minidet.models.postprocess import postprocess_dense
@@ -44,8 +44,13 @@ class DenseDetector(Detector, ABC):
         in_features: backbone features given to the neck, finest first.
         cls_loss: ``"focal"``, ``"pfl"`` (Progressive Focal Loss, UMOP Eq. 3-5) or a module, see
             :func:`build_cls_loss`.
-        level_resampling: normalise the classification loss level by level (UMOP Eq. 1) instead of by
-            the pooled number of positives; ``cls_loss="pfl", level_resampling=True`` is UMOP.
+        level_resampling: how the classification loss is normalised over pyramid levels (UMOP Eq. 1,
+            :mod:`minidet.losses.lrp`): ``"pooled"`` (default; alias ``False``) divides by the batch's
+            positives; ``"own_positives"`` (alias ``True``), minidet's *interpretation* of Eq. 1, divides each
+            level by its own positives and averages the levels; ``"code"``, the authors' released code,
+            divides each level by the total positives and sums them, which equals ``"pooled"``.
+            ``cls_loss="pfl"`` with ``"code"`` is UMOP as released; with ``"own_positives"``, UMOP as minidet
+            reads the paper.
         focal_alpha, focal_gamma: focal-loss parameters (0.25, 2); ``focal_gamma`` also centres PFL.
         score_thresh, topk_per_level, nms_thresh, max_detections: inference settings
             (RetinaNet: 0.05, 1000, 0.5, 100).
@@ -59,7 +64,7 @@ class DenseDetector(Detector, ABC):
         num_classes: int,
         in_features: tuple[str, ...] = ("c3", "c4", "c5"),
         cls_loss: str | nn.Module = "focal",
-        level_resampling: bool = False,
+        level_resampling: bool | str = "pooled",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         score_thresh: float = 0.05,
@@ -72,11 +77,16 @@ class DenseDetector(Detector, ABC):
         self.num_classes = num_classes
         self.in_features = in_features
         self.cls_loss = build_cls_loss(cls_loss, focal_alpha, focal_gamma)
-        self.level_resampling = level_resampling
+        self.level_norm = lrp_form(level_resampling)  # one of LRP_FORMS
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.score_thresh, self.topk_per_level = score_thresh, topk_per_level
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
         self._levels: dict[tuple, Tensor] = {}
+
+    @property
+    def level_resampling(self) -> bool:
+        """Whether the level-wise resampling of UMOP is on, in either reading (``level_norm`` says which)."""
+        return self.level_norm != "pooled"
 
     def level_index(self, level_sizes: list[int], device: torch.device) -> Tensor:
         """Cached ``(A,)`` level of every element (see :func:`minidet.losses.level_index`)."""
@@ -105,7 +115,7 @@ class DenseDetector(Detector, ABC):
             levels: ``(A,)`` level of each element; ``num_levels``: ``L``.
 
         Returns:
-            ``(L,)`` parts that sum to the loss (pooled or UMOP Eq. 1, see
+            ``(L,)`` parts that sum to the loss (normalised as :attr:`level_norm` says, see
             :func:`~minidet.losses.normalize_level_losses`) and statistics to log: the loss module's, and
             ``levels/pos_prob``, the mean predicted probability of the true class at each level's
             positives (0 for a level without positives).
@@ -116,7 +126,7 @@ class DenseDetector(Detector, ABC):
         with torch.no_grad():  # how well each level already classifies its positives: what PFL reacts to
             p_true = (torch.sigmoid(cls_logits.float()) * cls_targets).sum(-1) * pos  # (B, A)
             stats = {**stats, "levels/pos_prob": sum_per_level(p_true, levels, num_levels) / level_pos.clamp(min=1)}
-        return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_resampling), stats
+        return normalize_level_losses(sum_per_level(loss, levels, num_levels), level_pos, self.level_norm), stats
 
     @staticmethod
     def class_targets(labels: Tensor, pos: Tensor, like: Tensor) -> Tensor:
@@ -127,7 +137,7 @@ class DenseDetector(Detector, ABC):
     @staticmethod
     def num_positives(pos: Tensor) -> Tensor:
         """``max(1, positives)`` of the batch, pooled over processes (divided by their number, as DDP
-        averages gradients; :func:`~minidet.engine.distributed.loss_normalizer`): the usual loss normaliser."""
+        averages gradients; :func:`~minidet.distributed.loss_normalizer`): the usual loss normaliser."""
         return loss_normalizer(pos.sum().float())
 
     def loss_dict(

@@ -15,6 +15,7 @@ from minidet.boxes.coders import LTRBCoder
 from minidet.boxes.ops import batched_box_iou, pad_targets
 from minidet.losses.dual_weighting import dw_neg_loss, dw_normalizers, dw_pos_losses
 from minidet.losses.levels import sum_per_level
+from minidet.losses.lrp import lrp_form
 from minidet.losses.regression import giou_loss
 from minidet.models.detectors.dense import DenseDetector
 from minidet.models.points import PointGenerator
@@ -37,26 +38,38 @@ class DualWeighting(DenseDetector):
     ``levels/...`` parts, and ``levels/num_pos`` counting the candidate points of each level (non-zero
     centre prior for some ground truth; every other point only counts as a negative).
 
-    Choices where sources differ: ``pos_weight_form`` (default ``"code"``: exponents 5 over 3, see
-    :func:`~minidet.assigners.dw_weights.dw_pos_weight`) and ``neg_prob_form`` (default ``"code"``, see
-    :func:`~minidet.assigners.dw_weights.neg_prob`): the defaults follow the code that produced the
-    published results. Where same-class ground truths share a point, ``P_neg`` takes the minimum
+    Choices where sources differ, each ``"code"`` (the default: it produced the published results) or
+    ``"paper"``:
+
+    * ``pos_weight_form``: ``"code"`` weights by :math:`v = p_{cls}\\,e^{-5\\ell_{GIoU}}` with exponents 5
+      over 3 (:func:`~minidet.assigners.dw_weights.consistency`); ``"paper"`` by the paper's
+      :math:`t = s^{\\beta} u^{1-\\beta}` (``consistency_beta``, ``u`` the IoU of the predicted box) and
+      :math:`e^{\\mu t} t` normalised to sum 1 (:func:`~minidet.assigners.dw_weights.paper_consistency`,
+      :func:`~minidet.assigners.dw_weights.dw_pos_weight`). Both multiply by the centre prior, which the
+      paper leaves implicit (``soft_prior=False, prior_threshold=0`` makes it the plain inside-the-box set).
+    * ``neg_prob_form``: ``"code"`` rescales a curve over each ground truth's candidates; ``"paper"`` is
+      the fixed curve through ``(0.5, 1)`` and ``(0.95, 0)`` (:func:`~minidet.assigners.dw_weights.neg_prob`).
+
+    The losses themselves (:mod:`minidet.losses.dual_weighting`) are the code's in both forms. Where
+    same-class ground truths share a point, ``P_neg`` takes the minimum
     (:func:`~minidet.assigners.dw_weights.neg_prob_per_class`).
 
     Args:
         backbone, neck, head: see :class:`DenseDetector`; ``head`` returns logits, distances, objectness.
         point_generator: points for the neck's strides.
         num_classes: ``C``.
-        pos_weight_form, mu, mu_denominator: positive weighting (``"code"``, 5, 3).
+        pos_weight_form, mu, mu_denominator: positive weighting (``"code"``, 5, 3; ``mu_denominator`` only
+            for ``"code"``); consistency_beta: ``beta`` of the paper's consistency (0.8, ``"paper"`` only).
         soft_prior, prior_sigma, prior_threshold: centre prior (soft, 1.11, 0.3 when binarised).
         beta: ``p_loc = exp(-beta * GIoU loss)`` (5).
-        neg_prob_form, neg_iou_threshold, gamma1, gamma2: negative weighting (``"code"``, 0.5, 2, 2).
+        neg_prob_form, neg_iou_threshold, gamma1, gamma2: negative weighting (``"code"``, 0.5, 2, 2);
+            neg_iou_upper: where the paper's ``P_neg`` reaches 0 (0.95, ``"paper"`` only).
         pos_loss_weight: ``lambda`` on both positive losses (0.25).
         gt_chunk: ground truths weighted at once in :meth:`loss` (default: as many as
             :data:`~minidet.assigners.chunks.MAX_PAIRS` allows; the same losses up to float rounding).
         **kwargs: inference settings for :class:`DenseDetector` (``nms_thresh`` defaults to DW's 0.6).
             DW has its own classification loss: ``cls_loss`` must stay ``"focal"`` (unused) and
-            ``level_resampling`` off.
+            ``level_resampling`` ``"pooled"`` (or ``False``).
     """
 
     def __init__(
@@ -69,6 +82,7 @@ class DualWeighting(DenseDetector):
         pos_weight_form: str = "code",
         mu: float = 5.0,
         mu_denominator: float = 3.0,
+        consistency_beta: float = 0.8,
         soft_prior: bool = True,
         prior_sigma: float = 1.11,
         prior_threshold: float = 0.3,
@@ -77,11 +91,12 @@ class DualWeighting(DenseDetector):
         neg_iou_threshold: float = 0.5,
         gamma1: float = 2.0,
         gamma2: float = 2.0,
+        neg_iou_upper: float = 0.95,
         pos_loss_weight: float = 0.25,
         gt_chunk: int | None = None,
         **kwargs,
     ) -> None:
-        if kwargs.get("cls_loss", "focal") != "focal" or kwargs.get("level_resampling", False):
+        if kwargs.get("cls_loss", "focal") != "focal" or lrp_form(kwargs.get("level_resampling", False)) != "pooled":
             raise ValueError("DualWeighting has its own weighted classification loss: cls_loss='pfl' and "
                              "level_resampling do not apply to it")
         for name, form in (("pos_weight_form", pos_weight_form), ("neg_prob_form", neg_prob_form)):
@@ -94,6 +109,7 @@ class DualWeighting(DenseDetector):
         self.point_generator = point_generator
         self.box_coder = LTRBCoder(normalize=True)
         self.pos_weight_form, self.mu, self.mu_denominator = pos_weight_form, mu, mu_denominator
+        self.consistency_beta, self.neg_iou_upper = consistency_beta, neg_iou_upper
         self.soft_prior, self.prior_sigma, self.prior_threshold = soft_prior, prior_sigma, prior_threshold
         self.beta, self.neg_prob_form = beta, neg_prob_form
         self.neg_iou_threshold, self.gamma1, self.gamma2 = neg_iou_threshold, gamma1, gamma2
@@ -140,7 +156,12 @@ class DualWeighting(DenseDetector):
         p_cls = torch.gather(scores, 2, gt_labels.clamp(min=0)[:, None].expand(b, a, g))  # (B, A, G)
         prior = dw.center_prior(points, strides, gt_boxes, gt_valid, self.prior_sigma, soft=self.soft_prior,
                                 threshold=self.prior_threshold)
-        w_pos = dw.dw_pos_weight(p_cls, p_loc, prior, self.mu, self.pos_weight_form, self.mu_denominator)
+        if self.pos_weight_form == "paper":  # t = s^beta u^(1 - beta), u the IoU of the predicted box
+            with torch.no_grad():
+                v = dw.paper_consistency(p_cls, batched_box_iou(boxes, gt_boxes), self.consistency_beta)
+        else:  # the code's v = p_cls * exp(-5 GIoU loss)
+            v = dw.consistency(p_cls, p_loc)
+        w_pos = dw.dw_pos_weight(v, prior, self.mu, self.pos_weight_form, self.mu_denominator)
         return {"p_cls": p_cls, "p_loc": p_loc, "prior": prior, "w_pos": w_pos}
 
     @torch.no_grad()
@@ -149,7 +170,7 @@ class DualWeighting(DenseDetector):
         """``inside``, ``iou`` ``(B, A, G)`` and ``p_neg`` ``(B, A, C)`` (the minimum over these ground truths)."""
         inside = dw.inside_boxes(points, gt_boxes, gt_valid)
         iou = torch.where(inside, batched_box_iou(boxes, gt_boxes), 0.0)  # (B, A, G)
-        p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form)
+        p_neg_gt = dw.neg_prob(iou, inside, self.neg_iou_threshold, self.gamma1, self.neg_prob_form, self.neg_iou_upper)
         return {"iou": iou, "inside": inside, "p_neg": dw.neg_prob_per_class(p_neg_gt, gt_labels, self.num_classes)}
 
     def _pos_loss_sums(self, scores: Tensor, boxes: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor,

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from minidet.assigners.max_iou import AssignResult, MaxIoUAssigner
 from minidet.boxes.coders import DeltaXYWHCoder
 from minidet.boxes.ops import pad_targets
-from minidet.engine.distributed import loss_normalizer
+from minidet.distributed import loss_normalizer
 from minidet.losses.levels import level_index
 from minidet.losses.mimic import mean_cosine, mimic_loss
 from minidet.losses.regression import l1_loss, smooth_l1_loss
@@ -136,6 +136,9 @@ class MimicDet(Detector):
         self.refine_coder = DeltaXYWHCoder()
         self.box_coder = DeltaXYWHCoder(weights=(10.0, 10.0, 5.0, 5.0))
         self.mimic, self.staggered, self.num_mimic = mimic, staggered, num_mimic
+        if not staggered:  # P2 is never computed: its convolutions are frozen, so that DDP (find_unused_parameters
+            for m in (neck.lateral[0], neck.output[0]):  # False) and the optimiser do not wait for their gradients
+                m.requires_grad_(False)
         self.neg_pos_ratio, self.filter_thresh, self.mimic_weight = neg_pos_ratio, filter_thresh, mimic_weight
         self.roi_size, self.sampling_ratio = roi_size, sampling_ratio
         self.score_thresh, self.topk_per_level = score_thresh, topk_per_level

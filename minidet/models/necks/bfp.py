@@ -21,17 +21,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+BFP_INITS = ("mmdetection", "libra")
+
+
 class NonLocal2d(nn.Module):
     """Embedded-Gaussian non-local block (Wang et al., "Non-local Neural Networks", Eq. 1-3):
 
     .. math:: y_i = \\sum_j \\mathrm{softmax}_j\\big(\\theta(x_i)^\\top \\phi(x_j)\\big)\\, g(x_j), \\qquad z_i = x_i + W_z y_i
 
-    with 1x1 convs :math:`\\theta, \\phi, g` (``channels // reduction`` channels) and :math:`W_z`
-    initialised to zero, so the block starts as the identity (as the reference code). ``use_scale``
-    divides the logits by :math:`\\sqrt{d}` (Libra R-CNN: off).
+    with 1x1 convs :math:`\\theta, \\phi, g` (``channels // reduction`` channels). Initialisation as
+    mmcv's ``NonLocal2d``: :math:`\\theta, \\phi, g` normal with std 0.01, and :math:`W_z` zero
+    (``zero_init_out=True``), so the block starts as the identity. ``use_scale`` divides the logits by
+    :math:`\\sqrt{d}` (Libra R-CNN: off). :class:`BalancedFPN` may re-initialise it (``init="libra"``).
     """
 
-    def __init__(self, channels: int, reduction: int = 1, use_scale: bool = False) -> None:
+    def __init__(self, channels: int, reduction: int = 1, use_scale: bool = False, zero_init_out: bool = True) -> None:
         super().__init__()
         inter = max(1, channels // reduction)
         self.theta, self.phi, self.g = (nn.Conv2d(channels, inter, 1) for _ in range(3))
@@ -40,7 +44,10 @@ class NonLocal2d(nn.Module):
         for m in (self.theta, self.phi, self.g):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
-        nn.init.zeros_(self.out.weight)
+        if zero_init_out:
+            nn.init.zeros_(self.out.weight)
+        else:
+            nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)
 
     def attention(self, x: Tensor) -> Tensor:
@@ -71,14 +78,24 @@ class BalancedFPN(nn.Module):
         neck: the FPN whose outputs are balanced (its ``strides`` and ``out_channels`` are kept).
         refine_level: index of the level everything is resized to (Libra R-CNN: 2, i.e. P4 of P2-P6).
         refine: ``"non_local"`` (the paper's choice), ``"conv"`` (a 3x3 conv) or ``None`` (no refinement).
+        init: where the two reference codebases differ. ``"mmdetection"`` (default; mmdetection 2.x once its
+            BFP is a ``BaseModule`` with an ``init_cfg``, and 3.x): Xavier-uniform convs, after which the
+            non-local block re-initialises itself (:class:`NonLocal2d`: output conv zero, so it starts as
+            the identity). ``"libra"`` (the ``OceanPang/Libra_R-CNN`` repository, whose ``BFP.init_weights``
+            runs after the block's own): every conv of the BFP Xavier-uniform, the non-local block's output
+            conv included, so the block does not start as the identity. Biases are 0 in both. The default
+            keeps the identity start, which lets a BFP be added to a trained FPN without changing its output.
 
     ``forward`` returns ``(outputs, integrated, refined)`` when called through :meth:`balance`, for plots.
     """
 
-    def __init__(self, neck: nn.Module, refine_level: int = 2, refine: str | None = "non_local") -> None:
+    def __init__(self, neck: nn.Module, refine_level: int = 2, refine: str | None = "non_local",
+                 init: str = "mmdetection") -> None:
         super().__init__()
         if refine not in ("non_local", "conv", None):
             raise ValueError(f"refine must be 'non_local', 'conv' or None, got {refine!r}")
+        if init not in BFP_INITS:
+            raise ValueError(f"init must be one of {BFP_INITS}, got {init!r}")
         self.neck = neck
         self.refine_level = refine_level
         ch = neck.out_channels
@@ -89,6 +106,12 @@ class BalancedFPN(nn.Module):
             self.refine = nn.Conv2d(ch, ch, 3, padding=1)
         else:
             self.refine = nn.Identity()
+        self.init = init
+        for m in self.refine.modules():
+            # "libra": Xavier on every conv; "mmdetection": Xavier, then the non-local block keeps its own init
+            if isinstance(m, nn.Conv2d) and (init == "libra" or refine == "conv"):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     @property
     def strides(self) -> tuple[int, ...]:

@@ -1,0 +1,79 @@
+"""Which precision a step runs in: bf16 autocast where the device computes bf16 natively, fp32 elsewhere.
+
+On CUDA, autocast (bf16, or fp16 with a gradient scaler) is the usual mixed precision. On a CPU,
+bf16 autocast pays only where the processor has bf16 instructions (AVX512-BF16, AMX-BF16): oneDNN then
+runs convolutions and matrix products in bf16 at up to twice the fp32 rate. Without them oneDNN emulates
+bf16 by converting to fp32 and back, which is several times *slower* than plain fp32 (measured in the
+README on a 2-core AVX2 machine), so there the default is fp32. :func:`cpu_has_native_bf16` asks oneDNN
+(``torch.ops.mkldnn._is_mkldnn_bf16_supported``), the check PyTorch's own CPU bf16 tests use.
+
+Losses stay in fp32 under autocast as on CUDA: every detector casts its head outputs with ``.float()``
+before a loss, and the element-wise ops of the losses are not autocast ops, so they run in fp32.
+
+>>> dtype = autocast_dtype("cpu", amp=True)       # torch.bfloat16 on an AMX Xeon, None (fp32) elsewhere
+>>> with autocast(torch.device("cpu"), dtype):
+...     out = model(images)
+"""
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+
+import torch
+
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN reports native bf16 on this CPU (AVX512-BF16 or AMX-BF16)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without the query: assume no native bf16
+        return False
+
+
+def autocast_dtype(device: str | torch.device, amp: bool = True, amp_dtype: str = "bfloat16") -> torch.dtype | None:
+    """The autocast dtype for ``device``, or ``None`` for plain fp32.
+
+    Args:
+        device: where the model runs.
+        amp: mixed precision wanted (``TrainConfig.amp``, ``--no-amp`` turns it off).
+        amp_dtype: ``"bfloat16"`` or ``"float16"``; on a CPU only bf16 is used, and only when
+            :func:`cpu_has_native_bf16` (fp16 autocast on a CPU is emulated and slow).
+
+    Returns:
+        ``torch.bfloat16`` / ``torch.float16`` or ``None``.
+    """
+    if amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {tuple(AMP_DTYPES)}, got {amp_dtype!r}")
+    device = torch.device(device)
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return AMP_DTYPES[amp_dtype]
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def describe(device: str | torch.device, dtype: torch.dtype | None) -> str:
+    """One line for logs: e.g. ``"bf16 autocast (native bf16 on this CPU)"`` or ``"fp32 (...)"``."""
+    device = torch.device(device)
+    if dtype is not None:
+        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        why = "native bf16 on this CPU" if device.type == "cpu" else device.type
+        return f"{name} autocast ({why}; losses in fp32)"
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        return "fp32 (this CPU has no native bf16: bf16 autocast would be emulated and slower)"
+    return "fp32"
+
+
+def autocast(device: str | torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype``, or a null context for fp32 (``dtype`` None)."""
+    device = torch.device(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,59 @@
+"""Which precision a run uses (bf16 autocast where the device has native bf16, fp32 elsewhere), and a bf16
+CPU training step, forced on a CPU without native bf16 so that CI runs it everywhere (emulated: slower there,
+but the same arithmetic as on an AMX Xeon)."""
+import math
+
+import pytest
+import torch
+
+from minidet.engine import TrainConfig, Trainer, build_loader, evaluate
+from minidet.engine import precision
+from minidet.engine.precision import autocast_dtype, cpu_has_native_bf16, describe
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    def set_to(value: bool):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: value)
+    return set_to
+
+
+def test_autocast_dtype_rule(native_bf16):
+    native_bf16(True)
+    assert autocast_dtype("cpu") is torch.bfloat16 and autocast_dtype("cpu", amp=False) is None
+    assert autocast_dtype("cpu", amp_dtype="float16") is torch.bfloat16  # fp16 autocast on a CPU is never chosen
+    native_bf16(False)
+    assert autocast_dtype("cpu") is None
+    assert "no native bf16" in describe("cpu", None)
+    assert autocast_dtype("cuda") is torch.bfloat16 and autocast_dtype("cuda", amp_dtype="float16") is torch.float16
+    assert autocast_dtype("cuda", amp=False) is None and describe("cuda", torch.float16).startswith("fp16 autocast")
+    with pytest.raises(ValueError, match="amp_dtype"):
+        autocast_dtype("cpu", amp_dtype="float8")
+
+
+def test_native_bf16_query_agrees_with_onednn():
+    expected = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_has_native_bf16() == bool(expected)
+
+
+def test_bf16_cpu_training_step_and_evaluation_stay_finite(tiny_shapes, native_bf16, capsys):
+    from minidet.data import CocoDetection, build_transforms
+    from minidet.models import build_retinanet
+
+    native_bf16(True)
+    torch.manual_seed(0)
+    ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(True, 96), seed=0)
+    model = build_retinanet(ds.num_classes, backbone="tiny", octave_base_scale=2.0)
+    t = Trainer(model, build_loader(ds, 4, train=True, seed=0), TrainConfig(iters=3, warmup_iters=1, log_interval=1), device="cpu")
+    assert t.amp_dtype is torch.bfloat16
+    seen = []
+    handle = model.head.register_forward_hook(lambda m, i, out: seen.append(out[0].dtype))
+    history = t.fit(progress=True)
+    handle.remove()
+    assert "precision bf16 autocast" in capsys.readouterr().out
+    assert seen[0] is torch.bfloat16  # the network ran in bf16 ...
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in history.rows)
+    assert all(p.dtype is torch.float32 for p in model.parameters())  # ... the weights stay fp32
+    val = CocoDetection(tiny_shapes["val"], tiny_shapes["val_images"], build_transforms(False, 96))
+    metrics = evaluate(model, build_loader(val, 4, train=False), "cpu")
+    assert set(metrics) >= {"AP", "AP50"} and all(math.isfinite(v) for v in metrics.values())
