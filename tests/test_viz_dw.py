@@ -106,7 +106,8 @@ def _tiny_scene():
 
 def test_weight_maps_with_settings_equal_a_model_built_with_them():
     dataset, model = _tiny_scene()
-    settings = {"mu": 3.0, "beta": 4.0, "gamma2": 1.0, "pos_weight_form": "paper", "neg_prob_form": "paper"}
+    settings = {"mu": 3.0, "beta": 4.0, "gamma2": 1.0, "pos_weight_form": "paper", "neg_prob_form": "paper",
+                "consistency_beta": 0.6}
     other = build_dw(3, fpn_channels=16, head_convs=1, **settings)
     other.load_state_dict(model.state_dict())
     images = torch.stack([d[0] for d in dataset])
@@ -116,6 +117,8 @@ def test_weight_maps_with_settings_equal_a_model_built_with_them():
     for key in ("prior", "w_pos", "p_loc", "iou", "p_neg", "w_neg"):
         torch.testing.assert_close(got[key], want[key], msg=key)
     assert (model.mu, model.gamma2, model.pos_weight_form) == (5.0, 2.0, "code")  # the model itself is untouched
+    other_beta = weight_maps(model, network_outputs(model, images), targets, **{**settings, "consistency_beta": 0.9})
+    assert not torch.allclose(other_beta["w_pos"], got["w_pos"])  # the paper's beta reaches w_pos
     # w_neg = P_neg * s^gamma2 (DW Sec. 3), by hand
     torch.testing.assert_close(got["w_neg"], got["p_neg"] * got["scores"] ** 1.0)
     with pytest.raises(ValueError, match="unknown DW weight settings"):
@@ -144,8 +147,8 @@ def test_map_explorer_caches_the_network_and_redraws_fast():
     after = _pixels(box.figure)  # the figure rendered to pixels, as the notebook's PNG would be
     print(f"map explorer: rendering the redrawn figure {time.perf_counter() - start:.3f} s")
     assert before.shape == after.shape and np.abs(before - after).max() > 0  # w_neg's colours moved
-    for key, value in (("mu", 2.0), ("beta", 3.0), ("pos_form", "paper"), ("neg_form", "paper"), ("level", "P3"),
-                       ("gt", 1)):
+    for key, value in (("mu", 2.0), ("beta", 3.0), ("pos_form", "paper"), ("paper_beta", 0.5), ("neg_form", "paper"),
+                       ("level", "P3"), ("gt", 1)):
         box.controls[key].value = value
     assert calls == ["last"]
     box.controls["snapshot"].value = "early"

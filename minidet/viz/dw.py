@@ -425,11 +425,13 @@ def draw_dw_maps(maps: dict[str, Any], image: Tensor, gt_box: Tensor, gt_index: 
 
 def dw_map_explorer(source: DWMapSource, images: Sequence[int], image: int | None = None, gt: int = 0,
                     snapshot: str | None = None, mu: float = 5.0, beta: float = 5.0, gamma2: float = 2.0,
-                    pos_form: str = "code", neg_form: str = "code", level: str = "all",
+                    pos_form: str = "code", neg_form: str = "code", level: str = "all", paper_beta: float = 0.8,
                     class_names: Sequence[str] | None = None):
     """ipywidgets explorer of :func:`draw_dw_maps` over trained snapshots: the image (of ``images``) and its
     ground-truth object; the snapshot (training moment); sliders for mu, beta and gamma_2; the paper or
-    code form of ``w_pos`` and of ``P_neg``; the pyramid level or all. A change of image or snapshot runs
+    code form of ``w_pos`` and of ``P_neg``; the pyramid level or all. Each form has its own beta: the
+    code's ``p_loc = exp(-beta GIoU loss)`` (``beta``, 5) and the paper's consistency
+    ``s^beta IoU^(1 - beta)`` (``paper_beta``, the model's ``consistency_beta``, 0.8). A change of image or snapshot runs
     the network once (then cached, :class:`DWMapSource`); every other change recomputes the weights only.
     Returns the widget (see :func:`minidet.viz.widgets.live_figure`)."""
     import ipywidgets as widgets
@@ -451,8 +453,9 @@ def dw_map_explorer(source: DWMapSource, images: Sequence[int], image: int | Non
         "gt": widgets.Dropdown(options=objects(image), value=gt, description="object"),
         "snapshot": widgets.SelectionSlider(options=names, value=snapshot or names[-1], description="snapshot",
                                             continuous_update=False),
-        "mu": float_slider(mu, 0.0, 10.0, 0.5, "mu"), "beta": float_slider(beta, 0.5, 10.0, 0.5, "beta"),
+        "mu": float_slider(mu, 0.0, 10.0, 0.5, "mu"), "beta": float_slider(beta, 0.5, 10.0, 0.5, "beta (code)"),
         "gamma2": float_slider(gamma2, 0.0, 4.0, 0.25, "gamma_2"),
+        "paper_beta": float_slider(paper_beta, 0.05, 1.0, 0.05, "beta (paper)"),
         "pos_form": widgets.ToggleButtons(options=list(dw.FORMS), value=pos_form, description="w_pos form"),
         "neg_form": widgets.ToggleButtons(options=list(dw.FORMS), value=neg_form, description="P_neg form"),
         "level": widgets.Dropdown(options=["all"] + [f"P{l + 3}" for l in range(5)], value=level, description="level"),
@@ -462,17 +465,19 @@ def dw_map_explorer(source: DWMapSource, images: Sequence[int], image: int | Non
 
     live, drawn = DWMapFigure(), []  # the first figure is the static snapshot; later ones redraw `live` in place
 
-    def draw(image: int, gt: int, snapshot: str, mu: float, beta: float, gamma2: float, pos_form: str, neg_form: str,
-             level: str) -> Figure:
+    def draw(image: int, gt: int, snapshot: str, mu: float, beta: float, gamma2: float, paper_beta: float,
+             pos_form: str, neg_form: str, level: str) -> Figure:
         img, target = source.sample(image)
         gt = min(gt or 0, len(target["labels"]) - 1)
         model = source.model(snapshot)
-        maps = source.maps(snapshot, image, mu=mu, beta=beta, gamma2=gamma2, pos_weight_form=pos_form, neg_prob_form=neg_form)
+        maps = source.maps(snapshot, image, mu=mu, beta=beta, gamma2=gamma2, consistency_beta=paper_beta,
+                           pos_weight_form=pos_form, neg_prob_form=neg_form)
         c = int(target["labels"][gt])
         s_pos, w_in = float(maps["w_pos"][0, :, gt].sum()), maps["w_neg"][0, maps["inside"][0, :, gt], c]
         mean_in = float(w_in.mean()) if len(w_in) else 0.0
         # Plain unicode, not mathtext: a title that changes on every redraw would be parsed again each time.
-        title = (f"snapshot {snapshot}, image {image}, object {gt} ({label(c)}): μ = {mu:g} ({pos_form} form), β = {beta:g}, "
+        title = (f"snapshot {snapshot}, image {image}, object {gt} ({label(c)}): μ = {mu:g}, β = {beta if pos_form == 'code' else paper_beta:g} "
+                 f"({pos_form} form), "
                  f"γ₂ = {gamma2:g}, P_neg {neg_form} form  |  Σ w_pos = {s_pos:.3f}, mean w_neg in the box = {mean_in:.2e}")
         painter = live if drawn else DWMapFigure()
         drawn.append(image)
