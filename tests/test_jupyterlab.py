@@ -188,7 +188,8 @@ def test_lesson_runs_in_jupyterlab_and_its_explorer_redraws(lab, chromium, prefi
     session = _start_kernel(url, notebook)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     watch = PageWatch(ignore_console=("favicon",)).attach(page)
-    page.goto(f"{url}/lab/tree/{notebook}", wait_until="domcontentloaded")
+    # A workspace of its own, reset: otherwise JupyterLab reopens the previous lesson's tab next to this one.
+    page.goto(f"{url}/lab/workspaces/lesson{stem}/tree/{notebook}?reset", wait_until="domcontentloaded")
     page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=120_000)
     page.locator(".jp-Toolbar-kernelName", has_text="Python").first.wait_for(timeout=120_000)  # attached to it
     page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for(timeout=120_000)
