@@ -1,15 +1,21 @@
 """DW pictures: the GFL / VFL reference weight pairs on hand-computed values, the toy DW weights against
-the library functions, the map helper's shapes on a tiny random model, and the explorer's redraws."""
+the library functions, the map helper's shapes on a tiny random model, the explorers' redraws, and the map
+explorer's cached outputs, settings and redraw time on a tiny untrained model."""
+import io
+import time
+
 import matplotlib
 
 matplotlib.use("Agg")
+import numpy as np
 import pytest
 import torch
 
 from minidet.assigners import dw_weights as dw
 from minidet.models import build_dw
-from minidet.viz.dw import (FIG1_SAMPLES, draw_dw_explorer, dw_maps, dw_toy_weights, dw_weight_explorer, gfl_weights,
-                            kept_detection_ious, level_grids, plot_weight_maps, vfl_weights)
+from minidet.viz.dw import (FIG1_SAMPLES, DWMapSource, draw_dw_explorer, draw_dw_maps, dw_map_explorer, dw_maps,
+                            dw_toy_weights, dw_weight_explorer, gfl_weights, kept_detection_ious, level_grids,
+                            network_outputs, plot_weight_maps, vfl_weights, weight_maps)
 
 
 def test_gfl_weights_by_hand():
@@ -85,3 +91,92 @@ def test_explorer_redraws_on_change():
     box.controls["iou"].value = 0.95
     box.controls["form"].value = "paper"
     assert box.redraws == n + 2
+
+
+def _tiny_scene():
+    """Two 128 px images (flat gray with two bright squares) and their targets, and a tiny untrained DW."""
+    torch.manual_seed(0)
+    images = torch.full((2, 3, 128, 128), 0.3)
+    images[0, :, 20:60, 16:64] = 0.9
+    images[1, :, 70:120, 40:100] = 0.8
+    targets = [{"boxes": torch.tensor([[16.0, 20, 64, 60], [70, 60, 120, 110]]), "labels": torch.tensor([0, 2])},
+               {"boxes": torch.tensor([[40.0, 70, 100, 120]]), "labels": torch.tensor([1])}]
+    return list(zip(images, targets)), build_dw(3, fpn_channels=16, head_convs=1)
+
+
+def test_weight_maps_with_settings_equal_a_model_built_with_them():
+    dataset, model = _tiny_scene()
+    settings = {"mu": 3.0, "beta": 4.0, "gamma2": 1.0, "pos_weight_form": "paper", "neg_prob_form": "paper",
+                "consistency_beta": 0.6}
+    other = build_dw(3, fpn_channels=16, head_convs=1, **settings)
+    other.load_state_dict(model.state_dict())
+    images = torch.stack([d[0] for d in dataset])
+    targets = [d[1] for d in dataset]
+    got = weight_maps(model, network_outputs(model, images), targets, **settings)
+    want = dw_maps(other, images, targets)
+    for key in ("prior", "w_pos", "p_loc", "iou", "p_neg", "w_neg"):
+        torch.testing.assert_close(got[key], want[key], msg=key)
+    assert (model.mu, model.gamma2, model.pos_weight_form) == (5.0, 2.0, "code")  # the model itself is untouched
+    other_beta = weight_maps(model, network_outputs(model, images), targets, **{**settings, "consistency_beta": 0.9})
+    assert not torch.allclose(other_beta["w_pos"], got["w_pos"])  # the paper's beta reaches w_pos
+    # w_neg = P_neg * s^gamma2 (DW Sec. 3), by hand
+    torch.testing.assert_close(got["w_neg"], got["p_neg"] * got["scores"] ** 1.0)
+    with pytest.raises(ValueError, match="unknown DW weight settings"):
+        weight_maps(model, network_outputs(model, images), targets, gamma3=1.0)
+
+
+def test_map_explorer_caches_the_network_and_redraws_fast():
+    dataset, model = _tiny_scene()
+    early = build_dw(3, fpn_channels=16, head_convs=1)
+    calls = []
+    for name, m in (("early", early), ("last", model)):
+        forward = m.dense_outputs
+        m.dense_outputs = lambda images, f=forward, n=name: calls.append(n) or f(images)
+    source = DWMapSource({"early": early, "last": model}, dataset)
+    box = dw_map_explorer(source, [0, 1], class_names=["a", "b", "c"])
+    assert calls == ["last"]  # snapshot and live copy: one forward pass
+    before = _pixels(box.figure)
+    n = box.redraws
+    start = time.perf_counter()
+    box.controls["gamma2"].value = 3.5
+    seconds = time.perf_counter() - start
+    print(f"map explorer: gamma_2 redraw {seconds:.3f} s (weights + figure update)")
+    assert box.redraws == n + 1 and calls == ["last"]  # only the weights were recomputed
+    assert seconds < 1.0
+    start = time.perf_counter()
+    after = _pixels(box.figure)  # the figure rendered to pixels, as the notebook's PNG would be
+    print(f"map explorer: rendering the redrawn figure {time.perf_counter() - start:.3f} s")
+    assert before.shape == after.shape and np.abs(before - after).max() > 0  # w_neg's colours moved
+    for key, value in (("mu", 2.0), ("beta", 3.0), ("pos_form", "paper"), ("paper_beta", 0.5), ("neg_form", "paper"),
+                       ("level", "P3"), ("gt", 1)):
+        box.controls[key].value = value
+    assert calls == ["last"]
+    box.controls["snapshot"].value = "early"
+    box.controls["image"].value = 1
+    assert calls == ["last", "early", "early"]  # one pass per new (snapshot, image)
+    assert [v for _, v in box.controls["gt"].options] == [0]  # image 1's objects
+    box.controls["snapshot"].value = "last"
+    assert calls == ["last", "early", "early", "last"]
+    box.controls["snapshot"].value = "early"
+    assert calls == ["last", "early", "early", "last"]  # cached
+
+
+def _pixels(fig) -> np.ndarray:
+    """The figure rendered as the notebook's PNG would be (raw RGBA, ``(H, W, 4)``)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="rgba", dpi=fig.dpi)
+    w, h = (fig.get_size_inches() * fig.dpi).round().astype(int)
+    return np.frombuffer(buf.getvalue(), np.uint8).reshape(h, w, 4).astype(np.int16)
+
+
+def test_draw_dw_maps_shows_the_levels_with_candidates():
+    dataset, model = _tiny_scene()
+    maps = dw_maps(model, dataset[0][0][None], [dataset[0][1]])
+    fig = draw_dw_maps(maps, dataset[0][0], dataset[0][1]["boxes"][0], 0, 0)
+    assert len(fig.axes) == 6 + 4  # four maps, two scatter plots, the maps' colour bars
+    (x0, x1), n_points = fig.axes[0].get_xlim(), len(fig.axes[4].collections[0].get_offsets())
+    assert n_points == int(maps["inside"][0, :, 0].sum())  # every candidate of object 0 on every level
+    assert 0 <= x0 < 16 and 64 < x1 <= 128  # the window around the box, inside the image
+    one = draw_dw_maps(maps, dataset[0][0], dataset[0][1]["boxes"][0], 0, 0, level=0)
+    level0 = sum(maps["level_sizes"][:1])
+    assert len(one.axes[4].collections[0].get_offsets()) == int(maps["inside"][0, :level0, 0].sum())

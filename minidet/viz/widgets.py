@@ -8,15 +8,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import time
+
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+
+def float_slider(value: float, lo: float, hi: float, step: float, name: str) -> Any:
+    """An ``ipywidgets.FloatSlider`` that reports only when released (``continuous_update=False``), so a
+    drag redraws once."""
+    import ipywidgets as widgets
+
+    return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=name, continuous_update=False)
 
 
 def live_figure(draw: Callable[..., Figure], controls: dict[str, Any], snapshot_note: str = "static snapshot") -> Any:
     """Lay ``controls`` (name -> ipywidget with a ``value``) above a figure ``draw(**values)``.
 
-    Returns an ``ipywidgets.VBox`` with ``controls`` (the dict), ``output``, ``redraw()`` and ``redraws``
-    (the number of live figures drawn so far), after displaying a snapshot of the initial values.
+    Returns an ``ipywidgets.VBox`` with ``controls`` (the dict), ``output``, ``redraw()``, ``redraws``
+    (the number of live figures drawn so far), ``figure`` (the last one) and ``redraw_seconds`` (the wall
+    time of the last redraw, figure drawn and displayed), after displaying a snapshot of the initial values.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -29,14 +40,16 @@ def live_figure(draw: Callable[..., Figure], controls: dict[str, Any], snapshot_
         return {name: w.value for name, w in controls.items()}
 
     def redraw(_change: Any = None) -> None:
+        start = time.perf_counter()
         fig = draw(**values())
         with output:
             output.clear_output(wait=True)
             display(fig)
         plt.close(fig)  # shown once, inside the Output widget
-        box.redraws += 1
+        box.redraws, box.figure = box.redraws + 1, fig
+        box.redraw_seconds = time.perf_counter() - start
 
-    box.controls, box.output, box.redraw, box.redraws = controls, output, redraw, 0
+    box.controls, box.output, box.redraw, box.redraws, box.figure, box.redraw_seconds = controls, output, redraw, 0, None, 0.0
     snapshot = draw(**values())
     snapshot.text(0.5, 0.005, f"({snapshot_note}; the controls below redraw a live copy)", ha="center", va="bottom", fontsize=8, color="0.4")
     display(snapshot)
