@@ -144,7 +144,7 @@ def train_step_seconds(model: torch.nn.Module, images: Tensor, targets: list[dic
     model.train()
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
     images = images.to(model.device)
-    targets = [{k: v.to(model.device) for k, v in t.items()} for t in targets]
+    targets = [{k: v.to(model.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
     def step() -> None:
         out = model(images, targets)
