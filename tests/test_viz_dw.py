@@ -47,9 +47,9 @@ def test_toy_weights_follow_the_library():
     torch.testing.assert_close(out["p_neg"], ((iou**2 - 0.95**2) / (0.25 - 0.95**2)).clamp(0, 1).where(iou >= 0.5, 1.0).float())
     code = dw_toy_weights(iou, score)
     assert code["w_pos"].sum().item() > 1.0  # exponents 5 over 3
-    # the best IoU (A and B tie) is never a negative; every IoU >= 0.5, so the code form gives the worst 1
-    assert code["p_neg"][:2].abs().max().item() < 1e-6 and code["p_neg"][3].item() == pytest.approx(1.0)
-    assert out["p_neg"][3].item() < 1.0
+    # the best IoU (A and D tie) is never a negative; every IoU >= 0.5, so the code form gives the worst (C) 1
+    assert code["p_neg"][[0, 3]].abs().max().item() < 1e-6 and code["p_neg"][2].item() == pytest.approx(1.0)
+    assert out["p_neg"][2].item() < 1.0
     torch.testing.assert_close(code["w_neg"], code["p_neg"].double() * score**2)
 
 
