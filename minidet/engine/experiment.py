@@ -6,8 +6,11 @@ A run folder holds ``last.pt`` (checkpoint), ``history.json`` (per-iteration los
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,10 +227,23 @@ def lesson_data(root: str | Path = "../data") -> DataSpec:
     return resolve_data("shapes", root / "shapes", ShapesConfig())
 
 
+_FAST_RUNS: Path | None = None
+
+
+def _fast_runs_root() -> Path:
+    """A temporary folder for this process's fast-mode runs, removed when the process (the lesson's kernel) exits."""
+    global _FAST_RUNS
+    if _FAST_RUNS is None:
+        _FAST_RUNS = Path(tempfile.mkdtemp(prefix="minidet-fast-runs-"))
+        atexit.register(shutil.rmtree, _FAST_RUNS, True)
+    return _FAST_RUNS
+
+
 def lesson_run_dir(name: str, root: str | Path = "../runs") -> Path:
-    """Run folder of a lesson: ``root/name``, or ``root/name-fast`` in fast mode, so that a 3-iteration
-    fast run never gets resumed by a full one (a checkpoint only resumes the same ``iters``)."""
-    return Path(root) / (f"{name}-fast" if fast_mode() else name)
+    """Run folder of a lesson: ``root/name``. In fast mode (the tests) ``name-fast`` in a temporary folder that
+    is removed when the kernel exits, so the checkpoints of the tests' 3-iteration runs (tens of MB per lesson)
+    neither pile up in the checkout nor get resumed by a full run."""
+    return _fast_runs_root() / f"{name}-fast" if fast_mode() else Path(root) / name
 
 
 def lesson_run_config(iters: int = 1200, **train_overrides) -> RunConfig:
