@@ -80,8 +80,10 @@ def plot_neg_iou_hist(ax: Axes, samples: Mapping[str, Tensor], candidates: Tenso
 
 
 def draw_sampler_explorer(neg_ious: Tensor, num: int, num_bins: int = 3, floor_thr: float = -1.0, floor_fraction: float = 0.0,
-                          figsize: tuple[float, float] = (11, 4)) -> Figure:
-    """Left: IoU histograms of random vs IoU-balanced negatives; right: how many each IoU bin receives."""
+                          figsize: tuple[float, float] = (11, 4), images: int = 1) -> Figure:
+    """Left: IoU histograms of random vs IoU-balanced negatives; right: how many each IoU bin receives.
+    ``neg_ious`` pools the candidates of ``images`` images, and ``num`` negatives are drawn from the pool
+    (``num / images`` per image, as the sampler draws them one image at a time)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
     rnd = sample_negatives(neg_ious, num, "random")
     bal = sample_negatives(neg_ious, num, "iou_balanced", num_bins, floor_thr, floor_fraction)
@@ -95,14 +97,16 @@ def draw_sampler_explorer(neg_ious: Tensor, num: int, num_bins: int = 3, floor_t
     b.axhline(num * (1 - floor_fraction) / num_bins, color="C1", ls="--", lw=1, label="N / K")
     b.set_xticks(x, [f"[{edges[k]:.2f}, {edges[k + 1]:.2f})" for k in range(num_bins)], rotation=30, fontsize=8)
     note = f"; floor IoU < {floor_thr:g}: {int((bal < floor_thr).sum())} drawn" if floor_thr >= 0 else ""
-    b.set(xlabel="IoU bin", ylabel="negatives drawn", title=f"{num} negatives per image{note}")
+    b.set(xlabel="IoU bin", ylabel="negatives drawn", title=f"{num} negatives from {images} image{'s' if images > 1 else ''}"
+          + (f" ({num / images:g} per image)" if images > 1 else "") + note)
     b.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def sampler_explorer(neg_ious: Tensor, num: int = 192):
-    """Sliders for ``K``, the floor threshold and the floor fraction over :func:`draw_sampler_explorer`."""
+def sampler_explorer(neg_ious: Tensor, num: int = 192, images: int = 1):
+    """Sliders for ``K``, the floor threshold and the floor fraction over :func:`draw_sampler_explorer`
+    (``neg_ious``: the candidates of ``images`` images, ``num``: negatives drawn from all of them)."""
     import ipywidgets as w
 
     controls = {
@@ -110,7 +114,7 @@ def sampler_explorer(neg_ious: Tensor, num: int = 192):
         "floor_thr": w.FloatSlider(value=-1.0, min=-1.0, max=0.3, step=0.01, description="floor_thr"),
         "floor_fraction": w.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.05, description="floor_fraction"),
     }
-    return live_figure(lambda **kw: draw_sampler_explorer(neg_ious, num, **kw), controls)
+    return live_figure(lambda **kw: draw_sampler_explorer(neg_ious, num, images=images, **kw), controls)
 
 
 def draw_balanced_l1(alpha: float = 0.5, gamma: float = 1.5, beta: float = 1.0, smooth_beta: float = 1.0,
