@@ -1,0 +1,85 @@
+"""Markdown tables generated from ``results/``, written into the README and the book between markers.
+
+A generated table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->``; ``python -m minidet.engine.report``
+rewrites every such block of the given files from the committed results, and ``--check`` fails when one is stale,
+so a number in the README can always be traced to the results file it came from. Names:
+
+* ``zoo`` / ``zoo-curves``: :func:`minidet.engine.zoo.zoo_table` / :func:`~minidet.engine.zoo.curve_table` of
+  ``results/zoo``; ``zoo-pretrained`` / ``zoo-pretrained-curves`` the same of ``results/zoo-pretrained``;
+* ``results/<path>.json``: the ``table`` an ablation grid wrote with ``--results`` (see
+  :mod:`minidet.engine.ablation`), preceded by the command that produced it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from minidet.errors import ConfigError
+
+BLOCK = re.compile(r"(<!-- table:(?P<name>[^ ]+?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def _zoo(kind: str, root: str) -> Callable[[Path], str]:
+    def make(base: Path) -> str:
+        from minidet.engine import zoo
+
+        folder = base / root
+        if not any(folder.glob("*/seed*/metrics.json")):
+            return f"(no finished run under `{root}` yet)"
+        return (zoo.zoo_table if kind == "table" else zoo.curve_table)(folder)
+    return make
+
+
+NAMED: dict[str, Callable[[Path], str]] = {
+    "zoo": _zoo("table", "results/zoo"), "zoo-curves": _zoo("curves", "results/zoo"),
+    "zoo-pretrained": _zoo("table", "results/zoo-pretrained"), "zoo-pretrained-curves": _zoo("curves", "results/zoo-pretrained"),
+}
+
+
+def render(name: str, base: Path) -> str:
+    """The markdown of table ``name`` (see the module docstring), relative to the repository root ``base``."""
+    if name in NAMED:
+        return NAMED[name](base)
+    if name.startswith("results/") and name.endswith(".json"):
+        path = base / name
+        if not path.is_file():
+            raise ConfigError(f"table:{name}: {path} does not exist")
+        rec = json.loads(path.read_text())
+        if "table" not in rec:
+            raise ConfigError(f"table:{name}: {path} has no 'table' field")
+        return f"`{rec.get('command', '')}` ->\n\n{rec['table']}" if rec.get("command") else rec["table"]
+    raise ConfigError(f"unknown table name {name!r}: one of {sorted(NAMED)} or results/<path>.json")
+
+
+def update(text: str, base: Path) -> str:
+    """``text`` with the body of every table block regenerated."""
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("name"), base).rstrip("\n") + "\n" + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minidet.engine.report")
+    p.add_argument("files", nargs="*", default=["README.md"], help="markdown files with table blocks")
+    p.add_argument("--root", default=".", help="repository root the results paths are relative to")
+    p.add_argument("--check", action="store_true", help="only report stale blocks (exit 1 if any)")
+    args = p.parse_args(argv)
+    stale = []
+    for f in args.files:
+        path = Path(f)
+        old = path.read_text()
+        new = update(old, Path(args.root))
+        if new != old:
+            stale.append(f)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("stale generated tables in: " + ", ".join(stale) + " (run python -m minidet.engine.report)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
