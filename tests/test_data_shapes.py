@@ -150,3 +150,25 @@ def test_other_classes_and_crowd_regions(tmp_path, capsys):
         ShapesConfig(classes=("circle", "blob"))
     with pytest.raises(ConfigError, match="crowd_prob"):
         ShapesConfig(crowd_prob=1.5)
+
+
+def test_variants_stress_what_they_say():
+    """'small' puts most objects on P3 and none above P5; 'crowded' has many objects per image."""
+    import numpy as np
+
+    from minidet.data.shapes_config import SHAPES_VARIANTS
+    from minidet.data.shapes_scene import render_image
+
+    def stats(cfg, n=24):
+        sides, counts = [], []
+        for i in range(n):
+            _, objs, _ = render_image(cfg, np.random.default_rng([cfg.seed, 0, i]))
+            counts.append(len(objs))
+            sides += [((b[2] - b[0]) * (b[3] - b[1])) ** 0.5 for _, b in objs]
+        return np.array(sides), np.mean(counts)
+
+    small, _ = stats(SHAPES_VARIANTS["small"])
+    default, n_default = stats(SHAPES_VARIANTS["default"])
+    assert (small < 28.5).mean() > 0.65 > (default < 28.5).mean() and small.max() < 0.25 * 256 + 1
+    _, n_crowded = stats(SHAPES_VARIANTS["crowded"])
+    assert n_crowded > 2 * n_default

@@ -23,6 +23,7 @@ from typing import Any
 
 from minidet.engine.checkpoint import load_checkpoint
 from minidet.data import ShapesConfig
+from minidet.data.shapes_config import SHAPES_VARIANTS
 from minidet.engine.experiment import DataSpec, RunConfig, fast_mode, lesson_data, lesson_run_config, resolve_data, run
 
 METRICS = ("AP", "AP50", "AP75")
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--out", default="runs/umop")
     p.add_argument("--data-root", default="data")
+    p.add_argument("--shapes", default="default", choices=sorted(SHAPES_VARIANTS),
+                   help="shapes data variant (minidet.data.shapes_config.SHAPES_VARIANTS): 'small' for level imbalance, "
+                        "'crowded' for near-miss negatives; written under <data-root>/shapes-<variant>")
     p.add_argument("--device", default=None)
     p.add_argument("--results", default=None, help="also write the per-seed metrics and the table to this json")
     p.add_argument("--only", nargs="+", default=None, help="train only these variants (e.g. one per process); "
@@ -194,7 +198,12 @@ def main(argv: list[str] | None = None) -> None:
                 "mimic": mimic_variants, "crowd": crowd_variants}[args.grid](args.iters)
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only}
-    spec = crowd_data(args.data_root) if args.grid == "crowd" else lesson_data(args.data_root)
+    if args.grid == "crowd":
+        spec = crowd_data(args.data_root)
+    elif args.shapes == "default":
+        spec = lesson_data(args.data_root)
+    else:
+        spec = resolve_data("shapes", Path(args.data_root) / f"shapes-{args.shapes}", SHAPES_VARIANTS[args.shapes])
     rows = run_grid(spec, variants, args.seeds, args.out, args.device, progress=True)
     summary = summarize(rows)
     first = next(iter(summary))
