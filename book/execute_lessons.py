@@ -4,10 +4,15 @@
     python book/execute_lessons.py lessons/03_*.ipynb   # some
 
 The committed notebooks (and so the book) carry the outputs of this full run. ``MINIDET_FAST`` is
-removed from the kernel's environment so nothing is shrunk.
+removed from the kernel's environment so nothing is shrunk. Each execution's wall time is recorded in
+``results/lessons/<lesson>.json`` with the machine, its load and the run folders under ``runs/`` that already
+existed before (a lesson reads its own back instead of training them) and those the execution created (trained), so a lesson's "how long it takes"
+box can quote a measurement and say whether it was from scratch.
 """
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import sys
 import time
@@ -34,11 +39,32 @@ def execute(path: Path, timeout: int = 3600) -> float:
     return seconds
 
 
+def _run_folders() -> set[str]:
+    """Finished-or-started run folders (``runs/<grid>/<variant>/seed<k>`` or ``runs/<name>``): those holding a checkpoint."""
+    return {str(c.parent.relative_to(ROOT / "runs")) for c in (ROOT / "runs").glob("**/last.pt")}
+
+
+def record(path: Path, seconds: float, before: set[str], after: set[str]) -> Path:
+    """Write ``results/lessons/<stem>.json`` for one execution."""
+    from minidet.engine.zoo import machine
+
+    out = ROOT / "results" / "lessons" / f"{path.stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "lesson": path.name, "seconds": round(seconds, 1), "command": f"python book/execute_lessons.py lessons/{path.name}",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "runs_present_before": sorted(before), "runs_created": sorted(after - before),
+    }, indent=1))
+    return out
+
+
 def main(argv: list[str]) -> None:
     paths = [Path(p).resolve() for p in argv] or sorted((ROOT / "lessons").glob("*.ipynb"))
     for p in paths:
         print(f"{p.name}: executing ...", flush=True)
-        print(f"{p.name}: done in {execute(p):.0f} s", flush=True)
+        before = _run_folders()
+        seconds = execute(p)
+        print(f"{p.name}: done in {seconds:.0f} s -> {record(p, seconds, before, _run_folders())}", flush=True)
 
 
 if __name__ == "__main__":
