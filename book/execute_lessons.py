@@ -5,9 +5,9 @@
 
 The committed notebooks (and so the book) carry the outputs of this full run. ``MINIDET_FAST`` is
 removed from the kernel's environment so nothing is shrunk. Each execution's wall time is recorded in
-``results/lessons/<lesson>.json`` with the machine, its load and the run folders under ``runs/`` that already
-existed before (a lesson reads its own back instead of training them) and those the execution created (trained), so a lesson's "how long it takes"
-box can quote a measurement and say whether it was from scratch.
+``results/lessons/<lesson>.json`` with the machine, its load, the run folders under ``runs/`` present before
+(a lesson reads its own back instead of training them) and those the execution created (trained), so a
+lesson's "how long it takes" box can quote a measurement and say whether it was from scratch.
 """
 from __future__ import annotations
 

@@ -192,9 +192,10 @@ def curve_table(results_root: str | Path = "results/zoo") -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m minidet.engine.zoo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m minidet.engine.zoo", formatter_class=fmt)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train and evaluate the missing runs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser("train", help="train and evaluate the missing runs", formatter_class=fmt)
     t.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     t.add_argument("--iters", type=int, default=None, help="training iterations (default: the default recipe's)")
