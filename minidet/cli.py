@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a detector, evaluate it, write <out>/metrics.json", formatter_class=HELP)
     t.add_argument("--model", default=DEFAULTS.model, choices=MODELS, help="detector")
     t.add_argument("--backbone", default=DEFAULTS.backbone, choices=BACKBONES, help="backbone network")
-    t.add_argument("--weights", default=None, help="local backbone weights file (torchvision ResNet state dict)")
+    t.add_argument("--weights", default=None, help="backbone weights: a local file (a torchvision ResNet or a "
+                   "TinyBackbone state dict) or 'shapes-pretrained' (the tiny backbone pretrained by "
+                   "python -m minidet.models.backbones.pretrain); None: from scratch")
     t.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from another run's weights (fine-tuning; a new class count re-initialises the classifier "
                         "output); unlike resuming, the schedule starts at iteration 0")

@@ -82,7 +82,7 @@ class RunConfig:
 
     model: str = "retinanet"
     backbone: str = "tiny"
-    weights: str | None = None
+    weights: str | None = None  # backbone weights file, or "shapes-pretrained" (tiny backbone); None: from scratch
     size: int = 256
     batch_size: int = 8
     workers: int = 1
@@ -123,7 +123,8 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     """Rebuild the detector a ``minidet train`` / :func:`run` checkpoint was saved from and load its weights.
 
     Returns ``(model in eval mode, model_config)``; ``model_config`` also holds ``size``, ``class_names`` and
-    ``category_ids`` (the dataset's id of each label; checkpoints older than that field lack it).
+    ``category_ids`` (the dataset's id of each label; checkpoints older than that field lack it) and ``weights``
+    (what the backbone started from, :attr:`RunConfig.weights`; the file is not read again).
     """
     from minidet.engine.checkpoint import load_checkpoint, load_model_state
 
@@ -132,6 +133,9 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     if "model" not in mc:
         raise ConfigError(f"{checkpoint} has no model_config: it was not written by minidet train")
     kwargs = {k: v for k, v in mc.items() if k not in NOT_MODEL_KWARGS}
+    # the checkpoint holds every trained weight: the backbone's starting weights (mc["weights"]) are a record of
+    # how the run began, not needed here, and their file may be gone
+    kwargs["weights"] = None
     model = build_model(mc["model"], mc["num_classes"], **kwargs)
     load_model_state(model, state["model"], str(checkpoint))
     return model.to(device).eval(), mc
@@ -193,6 +197,7 @@ def run(spec: DataSpec, cfg: RunConfig, out: str | Path, device: str | None = No
     device = str(init_distributed(device))
     train_ds, val_ds = make_datasets(spec, cfg.size, cfg.train.seed, cfg.scale_jitter, cfg.skip_bad_records, cfg.crowd)
     model_config = {"model": cfg.model, "num_classes": train_ds.num_classes, "backbone": cfg.backbone,
+                    "weights": None if cfg.weights is None else str(cfg.weights),
                     "octave_base_scale": cfg.octave_base_scale, "size": cfg.size, "class_names": list(train_ds.class_names),
                     "category_ids": list(train_ds.cat_ids), **cfg.model_kwargs}
     model = build_model(cfg.model, train_ds.num_classes, cfg.backbone, cfg.weights, cfg.octave_base_scale, **cfg.model_kwargs)

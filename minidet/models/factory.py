@@ -15,9 +15,9 @@ from pathlib import Path
 from torch import nn
 
 from minidet.assigners.fcos import FCOS_RANGES, FCOSAssigner
-from minidet.errors import ConfigError
+from minidet.errors import CheckpointError, ConfigError
 from minidet.models.anchors import AnchorGenerator
-from minidet.models.backbones import ResNetBackbone, TinyBackbone
+from minidet.models.backbones import PRETRAINED_TINY, SHAPES_PRETRAINED, ResNetBackbone, TinyBackbone
 from minidet.models.detectors.atss import ATSS
 from minidet.models.detectors.dw import DualWeighting
 from minidet.models.detectors.faster_rcnn import FasterRCNN
@@ -38,11 +38,18 @@ BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50")
 
 
 def build_backbone(name: str = "tiny", weights_path: str | Path | None = None, frozen_bn: bool = False) -> nn.Module:
-    """``"tiny"`` (:class:`TinyBackbone`) or ``"resnet18|34|50"`` (:class:`ResNetBackbone`, optional local weights)."""
+    """``"tiny"`` (:class:`TinyBackbone`) or ``"resnet18|34|50"`` (:class:`ResNetBackbone`), from scratch or
+    from a local weights file ``weights_path``. For the tiny backbone ``weights_path`` may be
+    ``"shapes-pretrained"``: the shipped :data:`PRETRAINED_TINY` (see :mod:`minidet.models.backbones.pretrain`)."""
+    if str(weights_path) == SHAPES_PRETRAINED:
+        if name != "tiny":
+            raise ConfigError(f"weights {SHAPES_PRETRAINED!r} are the tiny backbone's; backbone {name!r} needs a weights file")
+        if not PRETRAINED_TINY.is_file():
+            raise CheckpointError(f"weights {SHAPES_PRETRAINED!r} means {PRETRAINED_TINY}, which is not there: write it with "
+                                  f"python -m minidet.models.backbones.pretrain --out {PRETRAINED_TINY}")
+        weights_path = PRETRAINED_TINY
     if name == "tiny":
-        if weights_path is not None:
-            raise ConfigError("weights_path is for the resnet backbones; the tiny backbone trains from scratch")
-        return TinyBackbone()
+        return TinyBackbone(weights_path=weights_path)
     if name in ("resnet18", "resnet34", "resnet50"):
         return ResNetBackbone(int(name[6:]), weights_path=weights_path, frozen_bn=frozen_bn)
     raise ConfigError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from minidet.errors import CheckpointError
 from minidet.models.anchors import AnchorGenerator
-from minidet.models.backbones import ResNetBackbone
+from minidet.models.backbones import ResNetBackbone, read_state_dict
 from minidet.models.detectors import FCOS, DenseDetector, RetinaNet
 from minidet.models.heads import FCOSHead, RetinaHead
 from minidet.models.necks import FPN
@@ -126,16 +126,7 @@ def torchvision_to_minidet_key(key: str, model: DenseDetector) -> str:
 def _read_state(path_or_state: str | Path | dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
     if isinstance(path_or_state, dict):
         return path_or_state, "the given state dict"
-    path = Path(path_or_state)
-    if not path.is_file():
-        raise CheckpointError(f"torchvision weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or not a torch file
-        raise CheckpointError(f"cannot read torchvision weights {path}: {exc}") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state, str(path)
+    return read_state_dict(path_or_state, "torchvision weights"), str(path_or_state)
 
 
 @torch.no_grad()

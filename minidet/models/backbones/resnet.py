@@ -35,6 +35,21 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source:
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
+def read_state_dict(path: str | Path, what: str = "backbone weights") -> dict[str, Tensor]:
+    """The state dict saved at ``path`` (read with ``weights_only=True``, on the CPU); a missing file, or one
+    that is truncated or not a dict of tensors, raises :class:`CheckpointError` naming ``what`` and ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or not a torch file
+        raise CheckpointError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{what} {path}: expected a state dict (name -> tensor), found {type(state).__name__}")
+    return state
+
+
 class ResNetBackbone(nn.Module):
     """ResNet-18/34/50 trunk returning ``c2..c5`` (strides 4, 8, 16, 32).
 
@@ -55,16 +70,9 @@ class ResNetBackbone(nn.Module):
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         net = _RESNETS[depth](weights=None, norm_layer=norm)
         if weights_path is not None:
-            path = Path(weights_path)
-            if not path.is_file():
-                raise CheckpointError(f"backbone weights file not found: {path}")
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # truncated or not a torch file
-                raise CheckpointError(f"cannot read backbone weights {path}: {exc}") from exc
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            state = {k: v for k, v in read_state_dict(weights_path).items() if not k.startswith("fc.")}
             net.fc = nn.Identity()
-            load_state_dict_checked(net, state, str(path))
+            load_state_dict_checked(net, state, str(weights_path))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         order = [self.layer4, self.layer3, self.layer2, self.layer1, self.stem]
