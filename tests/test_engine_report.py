@@ -27,7 +27,7 @@ def test_unknown_or_missing_results_are_named(tmp_path):
 
 
 def test_zoo_block_without_results(tmp_path):
-    assert "no finished run" in report.update("<!-- table:zoo -->\n<!-- /table -->", tmp_path)
+    assert "no finished run" in report.update("<!-- table:zoo:results/zoo -->\n<!-- /table -->", tmp_path)
 
 
 def test_readme_and_book_tables_match_the_results():

@@ -4,8 +4,8 @@ A generated table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->``; 
 rewrites every such block of the given files from the committed results, and ``--check`` fails when one is stale,
 so a number in the README can always be traced to the results file it came from. Names:
 
-* ``zoo`` / ``zoo-curves``: :func:`minidet.engine.zoo.zoo_table` / :func:`~minidet.engine.zoo.curve_table` of
-  ``results/zoo``; ``zoo-pretrained`` / ``zoo-pretrained-curves`` the same of ``results/zoo-pretrained``;
+* ``zoo:<folder>`` / ``curves:<folder>``: :func:`minidet.engine.zoo.zoo_table` / :func:`~minidet.engine.zoo.curve_table`
+  of a zoo results folder (``<folder>/<model>/seed<k>/metrics.json``), e.g. ``zoo:results/zoo``;
 * ``results/<path>.json``: the ``table`` an ablation grid wrote with ``--results`` (see
   :mod:`minidet.engine.ablation`), preceded by the command that produced it.
 """
@@ -15,7 +15,6 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from minidet.errors import ConfigError
@@ -23,27 +22,20 @@ from minidet.errors import ConfigError
 BLOCK = re.compile(r"(<!-- table:(?P<name>[^ ]+?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
-def _zoo(kind: str, root: str) -> Callable[[Path], str]:
-    def make(base: Path) -> str:
-        from minidet.engine import zoo
+def _zoo(kind: str, root: str, base: Path) -> str:
+    from minidet.engine import zoo
 
-        folder = base / root
-        if not any(folder.glob("*/seed*/metrics.json")):
-            return f"(no finished run under `{root}` yet)"
-        return (zoo.zoo_table if kind == "table" else zoo.curve_table)(folder)
-    return make
-
-
-NAMED: dict[str, Callable[[Path], str]] = {
-    "zoo": _zoo("table", "results/zoo"), "zoo-curves": _zoo("curves", "results/zoo"),
-    "zoo-pretrained": _zoo("table", "results/zoo-pretrained"), "zoo-pretrained-curves": _zoo("curves", "results/zoo-pretrained"),
-}
+    folder = base / root
+    if not any(folder.glob("*/seed*/metrics.json")):
+        return f"(no finished run under `{root}` yet)"
+    return (zoo.zoo_table if kind == "zoo" else zoo.curve_table)(folder)
 
 
 def render(name: str, base: Path) -> str:
     """The markdown of table ``name`` (see the module docstring), relative to the repository root ``base``."""
-    if name in NAMED:
-        return NAMED[name](base)
+    kind, _, folder = name.partition(":")
+    if kind in ("zoo", "curves") and folder:
+        return _zoo(kind, folder, base)
     if name.startswith("results/") and name.endswith(".json"):
         path = base / name
         if not path.is_file():
@@ -52,7 +44,7 @@ def render(name: str, base: Path) -> str:
         if "table" not in rec:
             raise ConfigError(f"table:{name}: {path} has no 'table' field")
         return f"`{rec.get('command', '')}` ->\n\n{rec['table']}" if rec.get("command") else rec["table"]
-    raise ConfigError(f"unknown table name {name!r}: one of {sorted(NAMED)} or results/<path>.json")
+    raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder> or results/<path>.json")
 
 
 def update(text: str, base: Path) -> str:
