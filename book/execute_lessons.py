@@ -24,12 +24,15 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute(path: Path, timeout: int = 3600) -> float:
+def execute(path: Path, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     env_fast = os.environ.pop("MINIDET_FAST", None)
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+        def started(cell, cell_index, **_):  # progress: which cell runs, so a stalled kernel can be located
+            print(f"{path.name}: cell {cell_index} started at {time.perf_counter() - start:.0f} s", flush=True)
+
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, on_cell_execute=started,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         seconds = time.perf_counter() - start
     finally:
