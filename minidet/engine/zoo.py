@@ -1,10 +1,9 @@
 """The model zoo: every detector trained with the default recipe (``minidet train``'s), several seeds, and
 snapshots evaluated along the way so that each run is also a learning curve in AP.
 
-    python -m minidet.engine.zoo train --models retinanet fcos --seeds 0 1 2            # the default recipe
-    python -m minidet.engine.zoo train --models retinanet --seeds 0 --weights shapes-pretrained \\
-        --results results/zoo-pretrained --runs runs/zoo-pretrained                     # from the pretrained backbone
-    python -m minidet.engine.zoo table                                                  # tables from results/zoo
+    python -m minidet.engine.zoo train --models retinanet fcos --seeds 0 1 2   # the default recipe
+    python -m minidet.engine.zoo train --weights shapes-pretrained --results results/zoo-pretrained --runs runs/zoo-pretrained
+    python -m minidet.engine.zoo table                                         # tables from results/zoo
 
 Run folders (checkpoints, never committed) are ``<runs>/<model>/seed<k>/``; checkpoints every 200 iterations let a
 killed run resume where it stopped. As soon as a run is trained and evaluated its small results land in
