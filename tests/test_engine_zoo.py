@@ -6,6 +6,7 @@ import pytest
 from minidet.data import ShapesConfig
 from minidet.engine import zoo
 from minidet.engine.experiment import resolve_data
+from minidet.engine.precision import cpu_has_native_bf16
 
 
 def test_compact_history_averages_windows():
@@ -44,6 +45,8 @@ def test_run_one_writes_results_and_skips_finished(tiny_spec, tmp_path, monkeypa
     assert [c["iter"] for c in rec["curve"]] == [2, 4] and rec["curve"][-1]["AP"] == rec["AP"]
     assert rec["params"] > 0 and rec["infer_ms_per_image"] > 0 and rec["seconds_per_iter"] > 0 and rec["timed_steps"] == 4
     assert rec["recipe"]["train"]["iters"] == 4 and rec["machine_at_start"]["torch_threads"] >= 1
+    native = rec["machine_at_start"]["cpu_native_bf16"]
+    assert native == cpu_has_native_bf16() and rec["precision"] == ("bf16" if native else "fp32")
     hist = json.loads((results / "retinanet" / "seed0" / "history.json").read_text())
     assert hist[-1]["iter"] == 4 and "loss" in hist[-1]
     assert not list(results.rglob("*.pt"))  # no checkpoint among the results
@@ -57,6 +60,11 @@ def test_run_one_writes_results_and_skips_finished(tiny_spec, tmp_path, monkeypa
     table = zoo.zoo_table(results)
     assert "| retinanet | 4 | 1 |" in table and f"{100 * rec['AP']:.1f}" in table
     assert "AP @ 2" in zoo.curve_table(results)
+
+
+def test_no_amp_run_is_recorded_as_fp32(tiny_spec, tmp_path):
+    rec = zoo.run_one("retinanet", 0, 2, tmp_path / "runs", tmp_path / "results", tiny_spec, snapshots=1, amp=False)
+    assert rec["precision"] == "fp32" and rec["recipe"]["train"]["amp"] is False
 
 
 def test_run_one_resumes_a_killed_run(tiny_spec, tmp_path):

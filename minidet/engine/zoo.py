@@ -32,6 +32,7 @@ import torch
 from minidet.engine.evaluate import evaluate_snapshots
 from minidet.engine.experiment import MODELS, DataSpec, RunConfig, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
+from minidet.engine.precision import autocast_dtype, cpu_has_native_bf16
 
 ZOO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 HISTORY_WINDOW = 20
@@ -91,7 +92,8 @@ def inference_ms_per_image(model: torch.nn.Module, dataset, n: int = 48, device:
 
 
 def machine() -> dict[str, Any]:
-    """What the timings ran on: CPU model, torch threads, torch version, and the 1-minute load average."""
+    """What the timings ran on: CPU model, whether it computes bf16 natively (then the default recipe trains
+    under bf16 autocast, else in fp32), torch threads, torch version, and the 1-minute load average."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -100,19 +102,22 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": cpu, "cpu_native_bf16": cpu_has_native_bf16(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_avg_1min": round(os.getloadavg()[0], 2)}
 
 
 def run_one(model: str, seed: int, iters: int, runs_root: Path, results_root: Path, spec: DataSpec,
-            weights: str | None = None, device: str = "cpu", snapshots: int = 4, command: str = "") -> dict[str, Any]:
+            weights: str | None = None, device: str = "cpu", snapshots: int = 4, command: str = "",
+            amp: bool = True) -> dict[str, Any]:
     """Train (or resume) and evaluate one zoo run and write its results; returns the ``metrics.json`` record.
-    A run whose record exists is read back instead."""
+    A run whose record exists is read back instead. ``amp=False`` trains in fp32 where the default recipe
+    would use bf16 autocast (the record's ``precision`` says which one ran)."""
     res_dir = results_root / model / f"seed{seed}"
     if (res_dir / "metrics.json").is_file():
         return json.loads((res_dir / "metrics.json").read_text())
     cfg = default_recipe(model, iters, seed)
     cfg.weights = weights
+    cfg.train.amp = amp
     cfg.train.snapshot_iters = snapshot_points(cfg.train.iters, snapshots)
     out = runs_root / model / f"seed{seed}"
     load_before = machine()
@@ -125,6 +130,8 @@ def run_one(model: str, seed: int, iters: int, runs_root: Path, results_root: Pa
     net = result["model"]
     record = {
         "model": model, "seed": seed, "iters": cfg.train.iters, "weights": weights,
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            autocast_dtype(device, cfg.train.amp, cfg.train.amp_dtype)],
         **{k: round(result["metrics"][k], 5) for k in ZOO_METRICS},
         "curve": curve,
         # a resumed run times only the steps of its last call
@@ -204,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--results", default="results/zoo", help="where each finished run's metrics.json / history.json go")
     t.add_argument("--data-root", default="data/shapes")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="train in fp32 where the default recipe uses bf16 autocast (a CPU with native bf16, CUDA)")
     tb = sub.add_parser("table", help="print the zoo and curve tables from the results")
     tb.add_argument("--results", default="results/zoo")
     args = p.parse_args(argv)
@@ -214,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models:
         for seed in args.seeds:
             run_one(model, seed, args.iters or default_recipe(model).train.iters, Path(args.runs), Path(args.results), spec,
-                    args.weights, args.device, args.snapshots, command="python -m minidet.engine.zoo " + " ".join(argv))
+                    args.weights, args.device, args.snapshots, command="python -m minidet.engine.zoo " + " ".join(argv),
+                    amp=args.amp)
 
 
 if __name__ == "__main__":
