@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from minidet.assigners import MaxIoUAssigner
@@ -53,3 +54,28 @@ def test_batched_equals_per_image_loop():
         if len(b):
             iou = batched_box_iou(anchors, b[None])[0]
             assert torch.equal(batched.matched_gt[i][batched.pos[i]], iou.argmax(1)[batched.pos[i]])
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_cache_tiles_give_the_same_assignment_as_one_map(per_image, monkeypatch):
+    """Tiles of a few anchors (ties between anchors of equal IoU, padded ground truths, an empty image)
+    assign exactly as the whole (B, A, G) map: the same positives, negatives, matches and IoUs."""
+    import minidet.assigners.chunks as chunks
+
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(300, 2, generator=g) * 200
+    anchors = torch.cat([xy, xy + 24], 1)
+    anchors = torch.cat([anchors, anchors[:40]])  # duplicates: several anchors at a ground truth's best IoU
+    if per_image:
+        anchors = torch.stack([anchors, anchors.flip(0), anchors + 3])
+    gt_xy = torch.rand(3, 9, 2, generator=g) * 180
+    gt_boxes = torch.cat([gt_xy, gt_xy + torch.rand(3, 9, 2, generator=g) * 40 + 8], 2)
+    gt_valid = torch.ones(3, 9, dtype=torch.bool)
+    gt_valid[1, 5:] = False
+    gt_valid[2] = False
+    whole = MaxIoUAssigner(tile=False).assign(anchors, gt_boxes, gt_valid)
+    monkeypatch.setattr(chunks, "TILE_PAIRS", 7 * 27)  # 7 anchors per tile
+    tiled = MaxIoUAssigner(tile=True).assign(anchors, gt_boxes, gt_valid)
+    for name in ("pos", "neg", "matched_gt", "max_iou"):
+        assert torch.equal(getattr(tiled, name), getattr(whole, name)), name
+    assert whole.pos.sum() > 0 and not whole.pos[2].any()

@@ -94,6 +94,39 @@ def test_fused_pfl_equals_pfl_module_per_element(variant):
     torch.testing.assert_close(fused_x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("per_level", [False, True])
+@pytest.mark.parametrize("chunk", [5, 64, 1 << 15])
+def test_cpu_blocks_equal_the_whole_batch_lines(chunk, per_level):
+    """The CPU path (blocks of rows, negatives first, positives replaced) against the whole-batch lines of
+    the module docstring, in float64: values, gradients, ignore mask, row scale, out-of-range labels."""
+    from minidet.losses.focal_fused import focal_rows_chunked, focal_rows_whole
+
+    x, labels, valid, _ = _case(B=3, A=41, C=6)
+    x[0, :3] = torch.tensor([60.0, -60.0, 25.0], dtype=torch.float64)[:, None]  # saturated rows
+    labels[0, :3] = torch.tensor([2, 2, 7])  # 7 = C + 1: background
+    levels = torch.arange(41) % 3 if per_level else None
+    gamma = torch.tensor([1.5, 2.0, 2.5], dtype=torch.float64) if per_level else torch.tensor([2.0], dtype=torch.float64)
+    alpha = torch.tensor([0.3, -1.0, 0.2], dtype=torch.float64) if per_level else torch.tensor([0.25], dtype=torch.float64)
+    scale = torch.rand(3, 41, dtype=torch.float64)
+    got = focal_rows_chunked(x, labels, valid, levels, gamma, alpha, scale, True, True, chunk_elements=chunk)
+    want = focal_rows_whole(x, labels, valid, levels, gamma, alpha, scale, True, True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+    assert got[1][~valid].abs().max() == 0  # ignored rows: no gradient at all
+
+
+def test_cpu_blocks_in_bf16_logits_compute_in_float32():
+    from minidet.losses.focal_fused import focal_rows_chunked, focal_rows_whole
+
+    x, labels, valid, _ = _case(B=2, A=50, C=9, dtype=torch.bfloat16)
+    one = torch.ones(1)
+    rows, grad = focal_rows_chunked(x, labels, valid, None, 2.0 * one, 0.25 * one, None, True, True, chunk_elements=40)
+    ref_rows, ref_grad = focal_rows_whole(x, labels, valid, None, 2.0 * one, 0.25 * one, None, True, True)
+    assert rows.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    torch.testing.assert_close(rows, ref_rows, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-3)
+
+
 def test_ignore_mask_zeroes_loss_and_gradient_only_where_ignored():
     x, labels, valid, _ = _case()
     w = torch.rand(labels.shape, dtype=torch.float64)

@@ -27,12 +27,25 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         boxes1 = boxes1.unsqueeze(0)
     area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
     area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
-    lt = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])  # (B, N, M, 2)
-    rb = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])  # (B, N, M, 2)
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # (B, N, M)
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return inter / union.clamp(min=torch.finfo(union.dtype).eps)
+    # One coordinate at a time, every line writing a contiguous map (pairs of coordinates in a trailing axis
+    # of 2 would make each line a strided read). The longer of N and M is the maps' inner axis, so that a
+    # line runs over long rows: many anchors against few ground truths are computed as (B, M, N) and
+    # returned as its transposed view.
+    if boxes1.shape[-2] >= boxes2.shape[-2]:
+        return _iou_rows(boxes2, boxes1, area2, area1).transpose(-1, -2)
+    return _iou_rows(boxes1, boxes2, area1, area2)
+
+
+def _iou_rows(rows: Tensor, cols: Tensor, area_rows: Tensor, area_cols: Tensor) -> Tensor:
+    """IoU map ``(B, R, K)`` of ``rows (B | 1, R, 4)`` against ``cols (B | 1, K, 4)``, contiguous."""
+    # each coordinate copied to its own contiguous vector first: a strided column would make every line a gather
+    r = [rows[..., k].contiguous()[..., None] for k in range(4)]  # (B, R, 1)
+    c = [cols[..., k].contiguous()[..., None, :] for k in range(4)]  # (B, 1, K)
+    w = torch.minimum(r[2], c[2]).sub_(torch.maximum(r[0], c[0])).clamp_(min=0)
+    h = torch.minimum(r[3], c[3]).sub_(torch.maximum(r[1], c[1])).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (area_rows[..., :, None] + area_cols[..., None, :]).sub_(inter)
+    return inter / union.clamp_(min=torch.finfo(union.dtype).eps)
 
 
 def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:

@@ -79,7 +79,20 @@ def focal_rows_torch(
 ) -> tuple[Tensor | None, Tensor | None]:
     """PyTorch fallback with the signature of :func:`minidet.kernels.focal_triton.focal_rows_triton`:
     row losses ``(B, A)`` (float64 for float64 logits, else float32) and the gradient ``(B, A, C)`` in
-    ``logits``' dtype, multiplied row-wise by ``scale (B, A)`` when given."""
+    ``logits``' dtype, multiplied row-wise by ``scale (B, A)`` when given.
+
+    On a CPU the rows go through :func:`focal_rows_chunked`, a block of rows at a time; elsewhere (a GPU
+    without Triton) the whole batch goes through :func:`focal_rows_whole` at once."""
+    rows_fn = focal_rows_chunked if logits.device.type == "cpu" else focal_rows_whole
+    return rows_fn(logits, labels, valid, levels, gamma, alpha, scale, want_loss, want_grad)
+
+
+def focal_rows_whole(
+    logits: Tensor, labels: Tensor, valid: Tensor | None, levels: Tensor | None, gamma: Tensor, alpha: Tensor,
+    scale: Tensor | None, want_loss: bool, want_grad: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """:func:`focal_rows_torch` as whole-batch tensor lines: :func:`_focal_terms` on the ``(B, A, C)``
+    logits and a one-hot ``y``, then the row sums (a few large kernels: the right shape for a GPU)."""
     compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
     x = logits.to(compute)  # (B, A, C)
     y = labels[..., None] == torch.arange(x.shape[-1], device=x.device)  # (B, A, C) one-hot, as bool
@@ -95,6 +108,100 @@ def focal_rows_torch(
     if scale is not None:
         grad = grad * scale[..., None].to(compute)
     return rows, torch.where(keep[..., None], grad, 0.0).to(logits.dtype)
+
+
+CHUNK_ELEMENTS = 1 << 15
+"""Logits per block in :func:`focal_rows_chunked`: 32k float32 values, 128 KB per temporary, so that the
+half-dozen temporaries of a block stay in a core's L2 cache and each line below reads cached data."""
+
+
+def focal_rows_chunked(
+    logits: Tensor, labels: Tensor, valid: Tensor | None, levels: Tensor | None, gamma: Tensor, alpha: Tensor,
+    scale: Tensor | None, want_loss: bool, want_grad: bool, chunk_elements: int | None = None,
+) -> tuple[Tensor | None, Tensor | None]:
+    """:func:`focal_rows_torch` for CPU tensors, computed a block of rows at a time.
+
+    A tensor the size of the logits (10M values for 4 images of 384 px with 91 classes) does not fit in
+    any cache, so each of the element-wise lines of :func:`_focal_terms` over the whole batch is a trip
+    through main memory. Here every block of :data:`CHUNK_ELEMENTS` logits goes through all lines while it
+    is cached, and the lines are the negatives' alone: at most one element per row (the positive's class)
+    has ``y = 1``, so every element is first treated as a negative,
+
+    .. math::
+        \\mathrm{FL}_0 = (1 - \\alpha)\\, p^{\\gamma}\\, \\mathrm{softplus}(x), \\qquad
+        \\frac{\\partial \\mathrm{FL}_0}{\\partial x} = (1 - \\alpha)\\, p^{\\gamma}
+        \\big[\\gamma\\, (1 - p)\\, \\mathrm{softplus}(x) + p\\big], \\qquad p = \\sigma(x)
+
+    (the module docstring's formulas at :math:`y = 0`, :math:`z = x`), and afterwards the one element of each
+    positive row is replaced by the :math:`y = 1` form, with :math:`1 - p = \\sigma(-x)` and
+    :math:`-\\log p = \\mathrm{softplus}(-x)`:
+
+    .. math::
+        \\mathrm{FL}_1 = \\alpha\\, (1 - p)^{\\gamma}\\, \\mathrm{softplus}(-x), \\qquad
+        \\frac{\\partial \\mathrm{FL}_1}{\\partial x} = -\\alpha\\, (1 - p)^{\\gamma}
+        \\big[\\gamma\\, p\\, \\mathrm{softplus}(-x) + (1 - p)\\big]
+
+    The per-row factors (``alpha``, ``valid``, ``scale``) multiply ``(rows, 1)`` columns, not blocks. The
+    result equals :func:`_focal_terms`' up to rounding (tested in float64); nothing is read back to the host.
+    """
+    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    B, A, C = logits.shape
+    n = B * A
+    x = logits.reshape(n, C)
+    threshold = 40.0 if compute == torch.float64 else 20.0  # softplus(x) = x above it, exact to the dtype's eps
+    per_row = levels is not None
+    if per_row:  # one (gamma, alpha) per anchor, the same for every image: (n, 1) columns
+        gamma_col = gamma.to(compute)[levels].repeat(B)[:, None]
+        alpha_col = alpha.to(compute)[levels].repeat(B)[:, None]
+    else:
+        gamma_col, alpha_col = gamma.to(compute).reshape(1, 1), alpha.to(compute).reshape(1, 1)
+    no_alpha = alpha_col < 0
+    neg_w = torch.where(no_alpha, 1.0, 1.0 - alpha_col)  # (n | 1, 1)
+    pos_w = torch.where(no_alpha, 1.0, alpha_col)
+    keep = None if valid is None else valid.reshape(n, 1).to(compute)
+    row_w = neg_w.expand(n, 1) if keep is None else neg_w * keep  # loss factor of each row's negatives
+    grad_w = row_w if scale is None else row_w * scale.reshape(n, 1).to(compute)
+    gamma_is_two = not per_row and float(gamma_col) == 2.0  # a CPU tensor: no device to wait for
+
+    rows = torch.empty(n, dtype=compute) if want_loss else None
+    grad = torch.empty((n, C), dtype=logits.dtype) if want_grad else None
+    step = max(1, (chunk_elements or CHUNK_ELEMENTS) // max(C, 1))
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        xc = x[s:e].to(compute)
+        p = torch.sigmoid(xc)
+        sp = torch.nn.functional.softplus(xc, threshold=threshold)  # -log(1 - p)
+        pg = p * p if gamma_is_two else p.pow(gamma_col[s:e] if per_row else gamma_col)  # p^gamma
+        if want_loss:
+            torch.sum(pg * sp, dim=1, out=rows[s:e])
+            rows[s:e] *= row_w[s:e, 0]
+        if want_grad:  # p^gamma [gamma (1 - p) softplus(x) + p], times the row factor
+            inner = (1.0 - p).mul_(sp).mul_(gamma_col[s:e] if per_row else gamma_col).add_(p).mul_(pg)
+            if grad.dtype == compute:
+                torch.mul(inner, grad_w[s:e], out=grad[s:e])
+            else:
+                grad[s:e].copy_(inner.mul_(grad_w[s:e]))
+
+    # the positives: one element per row, replaced by its y = 1 form
+    is_pos = (labels >= 0) & (labels < C)
+    idx = labels.clamp(0, C - 1).reshape(n, 1)
+    pos_col = is_pos.reshape(n, 1)
+    xp = x.gather(1, idx).to(compute)  # (n, 1)
+    p = torch.sigmoid(xp)
+    q = torch.sigmoid(-xp)  # 1 - p, exact where p is near 1
+    sp_neg = torch.nn.functional.softplus(xp, threshold=threshold)  # -log(1 - p)
+    sp_pos = torch.nn.functional.softplus(-xp, threshold=threshold)  # -log p
+    g_col = gamma_col if per_row else gamma_col.expand(n, 1)
+    kept = torch.ones_like(xp) if keep is None else keep
+    if want_loss:
+        loss0 = neg_w * p.pow(g_col) * sp_neg * kept
+        loss1 = pos_w * q.pow(g_col) * sp_pos * kept
+        rows += torch.where(pos_col, loss1 - loss0, 0.0).reshape(n)
+    if want_grad:
+        factor = kept if scale is None else kept * scale.reshape(n, 1).to(compute)
+        grad1 = (-pos_w * q.pow(g_col) * (g_col * p * sp_pos + q) * factor).to(grad.dtype)
+        grad.scatter_(1, idx, torch.where(pos_col, grad1, grad.gather(1, idx)))
+    return (None if rows is None else rows.reshape(B, A)), (None if grad is None else grad.reshape(B, A, C))
 
 
 @functools.cache
