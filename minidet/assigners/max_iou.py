@@ -74,12 +74,15 @@ class MaxIoUAssigner:
         best = is_best = None
         for sl in gt_chunks(gt_boxes.shape[1], gt_boxes.shape[0] * anchors.shape[-2], self.gt_chunk):
             valid = gt_valid[:, None, sl]
-            gts = gt_boxes[:, sl]
+            # padding becomes an empty box at the origin: IoU exactly 0 with every anchor, so no mask pass over
+            # the (B, A, g) maps (an image without objects gets its -1 below)
+            gts = torch.where(valid[:, 0, :, None], gt_boxes[:, sl], torch.zeros((), dtype=gt_boxes.dtype,
+                                                                                 device=gt_boxes.device))
             num_anchors = anchors.shape[-2]
             tiles = anchor_tiles(num_anchors, gts.shape[0] * gts.shape[1]) if tiled else [slice(0, num_anchors)]
 
             def tile_iou(ts: slice) -> Tensor:
-                return batched_box_iou(anchors[..., ts, :], gts).masked_fill(~valid, -1.0)  # (B, a, g)
+                return batched_box_iou(anchors[..., ts, :], gts)  # (B, a, g)
 
             # pass 1: each anchor's best ground truth, and each ground truth's best IoU over all anchors
             parts, gt_best = [], None
@@ -91,15 +94,20 @@ class MaxIoUAssigner:
             chunk_best = (torch.cat([v for v, _ in parts], 1), torch.cat([i for _, i in parts], 1))
             best = merge_best(best, *chunk_best, sl.start)  # (B, A) best IoU and its ground truth
             if self.allow_low_quality_matches:
-                # pass 2: the anchors at a ground truth's best IoU (recomputed per tile: cached, and exact)
+                # pass 2: the anchors at a ground truth's best IoU (recomputed per tile: cached, and exact). No IoU
+                # exceeds its ground truth's best, so "some IoU equals it" is "max(IoU - best) >= 0"; ground
+                # truths that may not claim anchors get an infinite best.
                 ok = valid & (gt_best > 0) & (gt_best >= self.min_pos_iou)
+                claim_at = torch.where(ok, gt_best, torch.full((), float("inf"), dtype=gt_best.dtype,
+                                                                device=gt_best.device))
                 hits = []
                 for ts in tiles:
                     iou = tile_iou(ts) if len(tiles) > 1 else iou
-                    hits.append(((iou == gt_best) & ok).any(dim=2))  # (B, a)
+                    hits.append(iou.sub_(claim_at).amax(dim=2) >= 0)  # (B, a)
                 hit = torch.cat(hits, 1)
                 is_best = hit if is_best is None else is_best | hit
         max_iou, matched = best
+        max_iou = torch.where(gt_valid.any(dim=1, keepdim=True), max_iou, -1.0)  # (B, A): -1 without objects
         pos = max_iou >= self.pos_iou_thr
         if is_best is not None:
             pos = pos | is_best
