@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The README's CPU benchmark settings (minidet vs torchvision, the same ResNet-50-FPN on both sides), each run's
 # JSON line appended to results/perf/bench_cpu.jsonl with the date, load average and CPU flags.
-# Usage: bash tools/bench_cpu.sh [threads]   (default: torch's choice)
+# Usage: bash tools/bench_cpu.sh [threads]   (default: torch's choice); ONLY="<args>" runs one setting
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=results/perf/bench_cpu.jsonl
 threads=${1:-}
 extra=${threads:+--threads $threads}
 run() {
+  [ -n "${ONLY:-}" ] && [[ "$*" != "$ONLY" ]] && return 0
   line=$(python -m minidet.bench "$@" $extra | tail -1)
   python - "$line" "$*" >> "$out" <<'PY'
 import datetime, json, os, sys
