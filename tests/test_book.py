@@ -214,3 +214,10 @@ def test_front_matter_and_reference_in_chromium(browser, site, name):
         assert not watch.report(), watch.report()
     finally:
         page.close()
+
+
+def test_committed_lessons_stay_small():
+    """Each lesson with its outputs at most 1.5 MB, all of them at most 12 MB (figures as JPEG at modest dpi)."""
+    sizes = {p.name: p.stat().st_size for p in LESSONS}
+    assert all(n <= 1_500_000 for n in sizes.values()), {k: v for k, v in sizes.items() if v > 1_500_000}
+    assert sum(sizes.values()) <= 12_000_000, sizes

@@ -57,3 +57,36 @@ def test_bf16_cpu_training_step_and_evaluation_stay_finite(tiny_shapes, native_b
     val = CocoDetection(tiny_shapes["val"], tiny_shapes["val_images"], build_transforms(False, 96))
     metrics = evaluate(model, build_loader(val, 4, train=False), "cpu")
     assert set(metrics) >= {"AP", "AP50"} and all(math.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.parametrize("width", [1, 5])
+def test_narrow_input_into_a_strided_conv_gets_the_fp32_weight_gradient(width):
+    """oneDNN's bf16 weight gradient of a stride-2 conv on a width-1 map is garbage on AMX Xeons; the
+    guarded conv computes that case in fp32 (and is the plain bf16 conv on wider maps)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(64, 64, 3, stride=2, padding=1)
+    x = torch.randn(2, 64, 8, width)
+    conv(x).sum().backward()
+    expected, conv.weight.grad = conv.weight.grad.clone(), None
+    assert precision.guard_narrow_strided_convs(torch.nn.Sequential(conv, torch.nn.Conv2d(64, 8, 1))) == 1
+    assert isinstance(conv, precision.NarrowSafeConv2d) and set(conv.state_dict()) == {"weight", "bias"}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == (torch.float32 if width == 1 else torch.bfloat16)
+    y.float().sum().backward()
+    torch.testing.assert_close(conv.weight.grad, expected, rtol=0.02, atol=0.05 * expected.abs().max().item())
+
+
+def test_bf16_step_on_64px_images_has_a_finite_gradient(tiny_shapes, native_bf16):
+    """At 64 px RetinaNet's P6 map is 1 pixel wide: the P7 conv is the narrow case the guard exists for."""
+    from minidet.data import CocoDetection, build_transforms
+    from minidet.models import build_retinanet
+
+    native_bf16(True)
+    torch.manual_seed(0)
+    ds = CocoDetection(tiny_shapes["train"], tiny_shapes["train_images"], build_transforms(True, 64), seed=0)
+    model = build_retinanet(ds.num_classes, backbone="tiny")
+    t = Trainer(model, build_loader(ds, 2, train=True, seed=0),
+                TrainConfig(iters=3, warmup_iters=1, log_interval=1, channels_last=True), device="cpu")
+    history = t.fit(progress=False)
+    assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] < 1e4 for r in history.rows)

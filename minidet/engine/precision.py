@@ -10,6 +10,12 @@ README on a 2-core AVX2 machine), so there the default is fp32. :func:`cpu_has_n
 Losses stay in fp32 under autocast as on CUDA: every detector casts its head outputs with ``.float()``
 before a loss, and the element-wise ops of the losses are not autocast ops, so they run in fp32.
 
+One oneDNN defect is worked around here (:func:`guard_narrow_strided_convs`, applied by the trainer): the
+bf16 weight gradient of a strided convolution whose input is narrower than its stride (a ``(B, C, H, 1)``
+map into a stride-2 3x3 conv, e.g. RetinaNet's P7 conv on a 64-px test image) comes back as garbage
+(values near 1e20-1e37, or NaN) on an AMX-BF16 Xeon (torch 2.14), while the forward pass is right.
+Such a conv runs in fp32 instead; every other conv keeps bf16.
+
 >>> dtype = autocast_dtype("cpu", amp=True)       # torch.bfloat16 on an AMX Xeon, None (fp32) elsewhere
 >>> with autocast(torch.device("cpu"), dtype):
 ...     out = model(images)
@@ -20,6 +26,7 @@ import contextlib
 from functools import lru_cache
 
 import torch
+from torch import Tensor, nn
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -77,3 +84,30 @@ def autocast(device: str | torch.device, dtype: torch.dtype | None) -> contextli
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+class NarrowSafeConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that leaves CPU autocast for inputs narrower than its stride (see module docstring).
+
+    On such an input oneDNN's bf16 weight gradient is wrong; the map is at most ``stride - 1`` pixels wide,
+    so computing it in fp32 costs nothing measurable. Everywhere else it is the plain convolution."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and x.shape[-1] < self.stride[1] and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
+def guard_narrow_strided_convs(model: nn.Module) -> int:
+    """Turn every strided ``nn.Conv2d`` (width stride > 1, kernel width > 1) of ``model`` into a
+    :class:`NarrowSafeConv2d` in place (same parameters, same state-dict keys). Returns how many.
+
+    The trainer calls it when it trains under CPU bf16 autocast; inference needs no guard (the forward
+    pass is right)."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Conv2d and m.stride[1] > 1 and m.kernel_size[1] > 1:
+            m.__class__ = NarrowSafeConv2d
+            n += 1
+    return n

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from minidet.engine.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from minidet.engine.distributed import all_reduce_sum, is_dist, rank
 from minidet.engine.history import History
-from minidet.engine.precision import AMP_DTYPES, autocast, autocast_dtype, describe
+from minidet.engine.precision import AMP_DTYPES, autocast, autocast_dtype, describe, guard_narrow_strided_convs
 from minidet.engine.schedule import lr_factor
 from minidet.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -150,6 +150,8 @@ class Trainer:
             lambda it: lr_factor(it, config.iters, config.warmup_iters, config.warmup_factor, config.schedule, config.steps),
         )
         self.amp_dtype = autocast_dtype(self.device, config.amp, config.amp_dtype)  # None: fp32
+        if self.amp_dtype is not None and self.device.type == "cpu":
+            guard_narrow_strided_convs(self.model)  # a oneDNN bf16 defect (minidet.engine.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
         self.iteration = 0
         self.history = History()
