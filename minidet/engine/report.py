@@ -6,6 +6,8 @@ so a number in the README can always be traced to the results file it came from.
 
 * ``zoo:<folder>`` / ``curves:<folder>``: :func:`minidet.engine.zoo.zoo_table` / :func:`~minidet.engine.zoo.curve_table`
   of a zoo results folder (``<folder>/<model>/seed<k>/metrics.json``), e.g. ``zoo:results/zoo``;
+* ``bench:<file>.jsonl``: :func:`bench_table`, the latest line of each setting of a benchmark log such as
+  ``results/perf/bench_cpu.jsonl`` (written by ``tools/bench_cpu.sh``);
 * ``results/<path>.json``: the ``table`` an ablation grid wrote with ``--results`` (see
   :mod:`minidet.engine.ablation`), preceded by the command that produced it.
 """
@@ -31,11 +33,36 @@ def _zoo(kind: str, root: str, base: Path) -> str:
     return (zoo.zoo_table if kind == "zoo" else zoo.curve_table)(folder)
 
 
+def bench_table(path: Path) -> str:
+    """One row per benchmark setting (``args`` and threads) of a ``python -m minidet.bench`` JSON-lines log,
+    from its latest line: full training step, loss path alone and inference, minidet / torchvision, the
+    speedups (torchvision's time over minidet's), peak memory, and when, how loaded and on what CPU."""
+    latest: dict[tuple, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            latest[(rec.get("args", ""), rec.get("threads"))] = rec
+    rows = ["| setting | threads | step minidet / tv (s) | speedup | loss path minidet / tv (s) | loss speedup | "
+            "inference minidet / tv (s) | peak MiB, step | date, load, native bf16 |", "|---|---|---|---|---|---|---|---|---|"]
+    for (args, threads), r in latest.items():
+        rows.append(
+            f"| `{args}` | {threads} | {r['minidet_s']:.3f} / {r['torchvision_s']:.3f} | **{r['speedup']:.2f}** | "
+            f"{r['minidet_loss_s']:.3f} / {r['torchvision_loss_s']:.3f} | **{r['loss_speedup']:.2f}** | "
+            f"{r['minidet_infer_s']:.3f} / {r['torchvision_infer_s']:.3f} | "
+            f"{r['minidet_train_peak_mib']:.0f} / {r['torchvision_train_peak_mib']:.0f} | "
+            f"{r.get('date', '?')[:10]}, {r.get('load_avg_1min', '?')}, {r.get('cpu_native_bf16', '?')} |")
+    return "\n".join(rows)
+
+
 def render(name: str, base: Path) -> str:
     """The markdown of table ``name`` (see the module docstring), relative to the repository root ``base``."""
     kind, _, folder = name.partition(":")
     if kind in ("zoo", "curves") and folder:
         return _zoo(kind, folder, base)
+    if kind == "bench" and folder:
+        if not (base / folder).is_file():
+            raise ConfigError(f"table:{name}: {base / folder} does not exist")
+        return bench_table(base / folder)
     if name.startswith("results/") and name.endswith(".json"):
         path = base / name
         if not path.is_file():
@@ -44,7 +71,7 @@ def render(name: str, base: Path) -> str:
         if "table" not in rec:
             raise ConfigError(f"table:{name}: {path} has no 'table' field")
         return f"`{rec.get('command', '')}` ->\n\n{rec['table']}" if rec.get("command") else rec["table"]
-    raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder> or results/<path>.json")
+    raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder>, bench:<file>.jsonl or results/<path>.json")
 
 
 def update(text: str, base: Path) -> str:
