@@ -99,3 +99,24 @@ def test_batched_equals_loop():
         assert torch.equal(res.pos[b], pos)
         assert torch.equal(res.matched_gt[b][pos], matched[pos])
     assert res.pos[0].sum() > 5 and not res.pos[2].any()
+
+
+def test_cache_tiles_give_the_same_assignment_as_one_map(monkeypatch):
+    """On a CPU the points are compared a cache-sized tile at a time: the same positives and matches as
+    one map, and as the per-point loop, also when a tile boundary splits a level."""
+    from minidet.assigners import chunks
+
+    torch.manual_seed(1)
+    points, strides, levels = grid(((16, 16), (8, 8), (4, 4)), (8, 16, 32))
+    ranges = ((-1, 24), (24, 48), (48, INF))
+    xy = torch.rand(2, 30, 2) * 120
+    gts = torch.cat([xy, xy + torch.rand(2, 30, 2) * 60 + 2], dim=-1)
+    valid = torch.tensor([[True] * 30, [True] * 11 + [False] * 19])
+    whole = FCOSAssigner(ranges, 1.5, tile=False).assign(points, strides, levels, gts, valid)
+    monkeypatch.setattr(chunks, "TILE_PAIRS", 13 * 60)  # 13 points per tile
+    tiled = FCOSAssigner(ranges, 1.5, tile=True).assign(points, strides, levels, gts, valid)
+    assert torch.equal(tiled.pos, whole.pos) and torch.equal(tiled.matched_gt[tiled.pos], whole.matched_gt[whole.pos])
+    for b in range(2):
+        pos, matched = reference_fcos(points, strides, levels, gts[b][valid[b]], ranges, 1.5)
+        assert torch.equal(tiled.pos[b], pos) and torch.equal(tiled.matched_gt[b][pos], matched[pos])
+    assert tiled.pos.sum() > 20
