@@ -35,3 +35,18 @@ def test_readme_and_book_tables_match_the_results():
     for name in ("README.md",):
         text = (ROOT / name).read_text()
         assert report.update(text, ROOT) == text, f"{name}: run python -m minidet.engine.report {name}"
+
+
+def test_bench_block_shows_the_latest_line_of_each_setting(tmp_path):
+    base = {"minidet_s": 2.0, "torchvision_s": 2.2, "speedup": 1.1, "minidet_loss_s": 0.1, "torchvision_loss_s": 0.25,
+            "loss_speedup": 2.5, "minidet_infer_s": 0.5, "torchvision_infer_s": 0.5, "minidet_train_peak_mib": 300,
+            "torchvision_train_peak_mib": 320, "threads": 1, "date": "2026-12-02T10:00:00", "load_avg_1min": 1.0,
+            "cpu_native_bf16": True}
+    lines = [{**base, "args": "--model fcos", "loss_speedup": 0.8}, {**base, "args": "--model retinanet"},
+             {**base, "args": "--model fcos"}]
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = report.update("<!-- table:bench:b.jsonl -->\n<!-- /table -->", tmp_path)
+    rows = [r for r in out.splitlines() if r.startswith("| `")]
+    assert len(rows) == 2 and "**0.80**" not in out and out.count("**2.50**") == 2
+    with pytest.raises(ConfigError, match="none.jsonl"):
+        report.update("<!-- table:bench:none.jsonl -->\n<!-- /table -->", tmp_path)
