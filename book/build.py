@@ -48,7 +48,9 @@ def stage(src: Path) -> list[Path]:
     if not lessons:
         raise SystemExit(f"book: no lessons matching lessons/{LESSON_GLOB} under {ROOT}")
     _sync(lessons, src / "lessons")
-    _sync([ROOT / "README.md"], src / "_include")  # results.md includes its "Measured results" section
+    # results.md includes the README's "Measured results" section, and shows the zoo's curves figure
+    # (python -m minidet.engine.zoo plot), both generated from results/
+    _sync([ROOT / "README.md"] + [p for p in [ROOT / "results" / "zoo" / "curves.png"] if p.is_file()], src / "_include")
     return lessons
 
 

@@ -80,3 +80,26 @@ def test_run_one_resumes_a_killed_run(tiny_spec, tmp_path):
     rec = zoo.run_one("retinanet", 0, 4, tmp_path / "runs", tmp_path / "results", tiny_spec, snapshots=2)
     assert rec["timed_steps"] == 3  # only the missing steps were trained
     assert int(load_checkpoint(out / "last.pt")["iteration"]) == 4
+
+
+def test_curves_figure_is_drawn_from_the_results(tmp_path):
+    """``python -m minidet.engine.zoo plot``: one line per model from the committed records; none is an error."""
+    import matplotlib.pyplot as plt
+
+    from minidet.errors import ConfigError
+    from minidet.viz.training import plot_zoo_curves
+
+    for model, seed, aps in (("retinanet", 0, (0.1, 0.5)), ("retinanet", 1, (0.2, 0.6)), ("fcos", 0, (0.1, 0.4))):
+        d = tmp_path / model / f"seed{seed}"
+        d.mkdir(parents=True)
+        d.joinpath("metrics.json").write_text(json.dumps({"model": model, "seed": seed, "curve": [
+            {"iter": 10, "AP": aps[0]}, {"iter": 20, "AP": aps[1]}]}))
+    out = zoo.plot_curves(tmp_path, tmp_path / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = plot_zoo_curves(zoo.load_results(tmp_path))
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert set(lines) == {"retinanet (2 seeds)", "fcos (1 seed)"}
+    assert list(lines["retinanet (2 seeds)"].get_ydata()) == pytest.approx([15.0, 55.0])
+    plt.close("all")
+    with pytest.raises(ConfigError, match="no finished zoo run"):
+        zoo.plot_curves(tmp_path / "empty", tmp_path / "d.png")

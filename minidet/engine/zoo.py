@@ -33,6 +33,7 @@ from minidet.engine.evaluate import evaluate_snapshots
 from minidet.engine.experiment import MODELS, DataSpec, RunConfig, make_datasets, resolve_data, run
 from minidet.engine.loader import build_loader
 from minidet.engine.precision import autocast_dtype, cpu_has_native_bf16
+from minidet.errors import ConfigError
 
 ZOO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 HISTORY_WINDOW = 20
@@ -196,6 +197,28 @@ def curve_table(results_root: str | Path = "results/zoo") -> str:
     return "\n".join(lines)
 
 
+def plot_curves(results_root: str | Path = "results/zoo", out: str | Path = "results/zoo/curves.png") -> Path:
+    """Draw :func:`minidet.viz.training.plot_zoo_curves` of ``results_root`` into ``out`` (PNG, 100 dpi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minidet.viz.training import plot_zoo_curves
+
+    res = load_results(results_root)
+    if not res:
+        raise ConfigError(f"no finished zoo run under {results_root} (no */seed*/metrics.json)")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    plot_zoo_curves({m: res[m] for m in MODELS if m in res}, ax=ax)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -215,9 +238,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="train in fp32 where the default recipe uses bf16 autocast (a CPU with native bf16, CUDA)")
     tb = sub.add_parser("table", help="print the zoo and curve tables from the results")
     tb.add_argument("--results", default="results/zoo")
+    pl = sub.add_parser("plot", help="draw the AP curves of the results (the book's zoo figure)", formatter_class=fmt)
+    pl.add_argument("--results", default="results/zoo")
+    pl.add_argument("--out", default="results/zoo/curves.png")
     args = p.parse_args(argv)
     if args.cmd == "table":
         print(zoo_table(args.results), "\n", curve_table(args.results), sep="\n")
+        return
+    if args.cmd == "plot":
+        print(f"wrote {plot_curves(args.results, args.out)}")
         return
     spec = resolve_data("shapes", args.data_root)
     for model in args.models:

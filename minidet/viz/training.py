@@ -153,3 +153,25 @@ def plot_pos_neg_per_level(num_pos: Sequence[float], num_neg: Sequence[float], l
     ax.set_title("Positive vs. negative anchors per level")
     ax.legend()
     return ax
+
+
+def plot_zoo_curves(results: dict[str, list[dict]], ax=None, title: str | None = None):
+    """AP (%) against training iteration for every zoo model: the mean over seeds at each snapshot (line),
+    the seeds' range (band) and each seed (dots). ``results``: :func:`minidet.engine.zoo.load_results`.
+    One cosine schedule per run, so a snapshot is not the end of a shorter schedule."""
+    ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
+    for j, (model, recs) in enumerate(results.items()):
+        its = sorted({c["iter"] for r in recs for c in r["curve"]})
+        per_seed = [[next((100 * c["AP"] for c in r["curve"] if c["iter"] == i), np.nan) for i in its] for r in recs]
+        aps = np.array(per_seed)  # (seeds, snapshots)
+        ax.plot(its, np.nanmean(aps, 0), "-", color=f"C{j}", label=f"{model} ({len(recs)} seed{'s' * (len(recs) > 1)})")
+        if len(recs) > 1:
+            ax.fill_between(its, np.nanmin(aps, 0), np.nanmax(aps, 0), color=f"C{j}", alpha=0.2, lw=0)
+        for row in aps:
+            ax.plot(its, row, ".", color=f"C{j}", ms=4)
+    ax.set_xlabel("training iteration (snapshot of one cosine schedule)")
+    ax.set_ylabel("COCO AP (%)")
+    ax.set_title(title or "Zoo: AP at the snapshots of the default recipe")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
