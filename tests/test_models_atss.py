@@ -132,3 +132,28 @@ def test_cuda_losses_equal_cpu(cuda_device):
     for k in ("loss_cls", "loss_box", "loss_centerness", "levels/pfl_gamma"):
         torch.testing.assert_close(gpu[k].cpu(), cpu[k], rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(gpu["levels/num_pos"].cpu(), cpu["levels/num_pos"])
+
+
+def test_score_forms_authors_threshold_the_class_score_mmdet_the_product():
+    """Two candidates: class score 0.3 with centerness 0.1 (product 0.03) and 0.9 with 0.9. mmdetection's
+    threshold on the product drops the first; the ATSS authors' threshold on the class score keeps it, scored
+    sqrt(0.03). The square root keeps the order."""
+    torch.manual_seed(0)
+    model = build_atss(3).eval()
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    anchors = torch.tensor([[0.0, 0, 16, 16], [32, 32, 64, 64]])
+    cls = torch.full((1, 2, 3), -20.0)
+    cls[0, 0, 1], cls[0, 1, 2] = logit(0.3), logit(0.9)
+    ctr = torch.tensor([[logit(0.1), logit(0.9)]])
+    model.dense_outputs = lambda images: (cls, torch.zeros(1, 2, 4), ctr, anchors, [2])
+    sizes = torch.tensor([[64, 64]])
+    found = {}
+    for form in ("mmdet", "authors"):
+        model.score_form = form
+        found[form] = model.predict(torch.zeros(1, 3, 64, 64), sizes)[0]
+    assert found["mmdet"]["labels"].tolist() == [2]
+    assert found["mmdet"]["scores"].tolist() == pytest.approx([0.81], rel=1e-5)
+    assert found["authors"]["labels"].tolist() == [2, 1]
+    assert found["authors"]["scores"].tolist() == pytest.approx([0.9, math.sqrt(0.03)], rel=1e-5)
+    with pytest.raises(ValueError, match="score_form"):
+        build_atss(3, score_form="paper")

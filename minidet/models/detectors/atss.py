@@ -17,6 +17,9 @@ from minidet.models.anchors import AnchorGenerator
 from minidet.models.detectors.dense import DenseDetector
 
 
+SCORE_FORMS = ("mmdet", "authors")
+
+
 class ATSS(DenseDetector):
     """Backbone + FPN (P3-P7) + :class:`~minidet.models.heads.ATSSHead`, one square anchor per cell
     (side ``8 x stride``), :class:`~minidet.assigners.ATSSAssigner`, and three losses:
@@ -28,8 +31,16 @@ class ATSS(DenseDetector):
     * centerness: binary cross-entropy between the predicted centerness logit and the centerness target
       (FCOS Eq. 3, from the anchor centre), divided by the number of positives.
 
-    Positive counts and the centerness sum are averaged over processes under DDP. At inference the score
-    of a box is ``sigmoid(cls) * sigmoid(centerness)`` (mmdetection; FCOS takes a square root).
+    Positive counts and the centerness sum are averaged over processes under DDP.
+
+    **Scores at inference** (``score_form``), where the sources differ:
+
+    * ``"mmdet"`` (mmdetection 2.x, minidet's default so far): the score is ``sigmoid(cls) * sigmoid(ctr)``,
+      and the ``score_thresh`` of 0.05 applies to that product;
+    * ``"authors"`` (``sfzhang15/ATSS``, ``atss_core/modeling/rpn/atss/inference.py``): a candidate must have
+      ``sigmoid(cls) > score_thresh`` (``INFERENCE_TH`` 0.05) on the class score alone, and its score is
+      ``sqrt(sigmoid(cls) * sigmoid(ctr))``. The square root does not change the ranking (nor AP), but a
+      threshold on the class score keeps the boxes whose centerness is low, which the product threshold drops.
 
     Choices where sources differ, and why:
 
@@ -51,6 +62,7 @@ class ATSS(DenseDetector):
         assigner: default ``ATSSAssigner(topk=9)``.
         box_coder: default ``DeltaXYWHCoder((10, 10, 5, 5))``.
         box_loss_weight: factor on the GIoU loss (2).
+        score_form: ``"mmdet"`` or ``"authors"`` (see above).
         **kwargs: to :class:`DenseDetector` (``cls_loss``, ``level_resampling``, focal parameters,
             inference settings; ``nms_thresh`` defaults to ATSS's 0.6).
     """
@@ -65,8 +77,11 @@ class ATSS(DenseDetector):
         assigner: ATSSAssigner | None = None,
         box_coder: DeltaXYWHCoder | None = None,
         box_loss_weight: float = 2.0,
+        score_form: str = "mmdet",
         **kwargs,
     ) -> None:
+        if score_form not in SCORE_FORMS:
+            raise ValueError(f"score_form must be one of {SCORE_FORMS}, got {score_form!r}")
         kwargs.setdefault("nms_thresh", 0.6)
         super().__init__(backbone, neck, head, num_classes, **kwargs)
         if tuple(anchor_generator.strides) != tuple(neck.strides):
@@ -75,6 +90,11 @@ class ATSS(DenseDetector):
         self.assigner = assigner or ATSSAssigner()
         self.box_coder = box_coder or DeltaXYWHCoder(weights=(10.0, 10.0, 5.0, 5.0))
         self.box_loss_weight = box_loss_weight
+        self.score_form = score_form
+
+    @property
+    def scores_prefiltered(self) -> bool:  # the authors' threshold is applied in predict_dense
+        return self.score_form == "authors"
 
     def dense_outputs(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
         """``cls_logits`` ``(B, A, C)``, ``box_deltas`` ``(B, A, 4)``, ``centerness`` logits ``(B, A)``,
@@ -110,5 +130,8 @@ class ATSS(DenseDetector):
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         cls_logits, box_deltas, ctr_logits, anchors, level_sizes = self.dense_outputs(images)
         boxes = self.box_coder.decode(anchors[None], box_deltas.float())
-        scores = torch.sigmoid(cls_logits.float()) * torch.sigmoid(ctr_logits.float())[..., None]
+        cls = torch.sigmoid(cls_logits.float())
+        scores = cls * torch.sigmoid(ctr_logits.float())[..., None]
+        if self.score_form == "authors":  # threshold the class score, rank by the geometric mean
+            scores = torch.where(cls > self.score_thresh, scores.sqrt(), 0.0)
         return scores, boxes, level_sizes

@@ -177,10 +177,15 @@ class DenseDetector(Detector, ABC):
     def predict_dense(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, list[int]]:
         """Return ``scores`` ``(B, A, C)``, decoded ``boxes`` ``(B, A, 4)`` and the level sizes."""
 
+    # True when predict_dense has already applied the score threshold itself (scores 0 where it failed), as the
+    # ATSS authors' inference does on the class score alone before multiplying by the centerness
+    scores_prefiltered = False
+
     @torch.no_grad()
     def predict(self, images: Tensor, image_sizes: Tensor) -> list[dict[str, Tensor]]:
         scores, boxes, level_sizes = self.predict_dense(images, image_sizes)
         return postprocess_dense(
             scores.float(), boxes.float(), level_sizes, image_sizes,
-            self.score_thresh, self.topk_per_level, self.nms_thresh, self.max_detections,
+            0.0 if self.scores_prefiltered else self.score_thresh, self.topk_per_level, self.nms_thresh,
+            self.max_detections,
         )
