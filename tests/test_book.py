@@ -221,3 +221,10 @@ def test_committed_lessons_stay_small():
     sizes = {p.name: p.stat().st_size for p in LESSONS}
     assert all(n <= 1_500_000 for n in sizes.values()), {k: v for k, v in sizes.items() if v > 1_500_000}
     assert sum(sizes.values()) <= 12_000_000, sizes
+
+
+def test_every_cell_with_outputs_has_an_execution_count():
+    """nbval refuses a code cell that has outputs but no execution count ("unrun reference cell")."""
+    unrun = [(p.name, i) for p in LESSONS for i, c in enumerate(json.loads(p.read_text())["cells"])
+             if c["cell_type"] == "code" and c.get("outputs") and c.get("execution_count") is None]
+    assert not unrun, unrun
