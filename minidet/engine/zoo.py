@@ -199,23 +199,19 @@ def curve_table(results_root: str | Path = "results/zoo") -> str:
 
 def plot_curves(results_root: str | Path = "results/zoo", out: str | Path = "results/zoo/curves.png") -> Path:
     """Draw :func:`minidet.viz.training.plot_zoo_curves` of ``results_root`` into ``out`` (PNG, 100 dpi)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's) stays as it is
 
     from minidet.viz.training import plot_zoo_curves
 
     res = load_results(results_root)
     if not res:
         raise ConfigError(f"no finished zoo run under {results_root} (no */seed*/metrics.json)")
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    plot_zoo_curves({m: res[m] for m in MODELS if m in res}, ax=ax)
+    fig = Figure(figsize=(7.5, 4.5))
+    plot_zoo_curves({m: res[m] for m in MODELS if m in res}, ax=fig.subplots())
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
