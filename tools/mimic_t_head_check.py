@@ -2,9 +2,10 @@
 
     python tools/mimic_t_head_check.py --iters 200 --out results/lessons/07_t_head_positives.json
 
-Trains MimicDet with lesson 07's recipe (``lesson_run_config``, the lesson's data) for ``--iters`` iterations in a
-temporary folder and writes, every 10 iterations, the mean over that window of ``loss_t_box``, ``loss_t_cls``,
-``stats/t_num_pos`` (positives among the T-head's sampled RoIs, per image) and ``stats/refine_num_pos``.
+Trains MimicDet with lesson 07's recipe (``lesson_run_config``, the lesson's data) for ``--iters`` iterations of its
+500-iteration schedule (no checkpoint is written) and records, every 10 iterations, the mean over that window of
+``loss_t_box``, ``loss_t_cls``, ``stats/t_num_pos`` (positives among the T-head's sampled RoIs, per image),
+``stats/refine_num_pos`` and ``loss_refine_box``.
 ``loss_t_box`` is a sum over the positive RoIs divided by *all* sampled RoIs, so it grows with the positives'
 share even while each positive's error falls.
 """
