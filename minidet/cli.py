@@ -24,6 +24,7 @@ from minidet.engine.trainer import TrainConfig
 from minidet.errors import ConfigError, MinidetError
 from minidet.losses.lrp import LRP_FORMS
 from minidet.models import BACKBONES
+from minidet.models.detectors.dense import CLS_LOSSES
 
 DEFAULTS = RunConfig()
 DEFAULT_TRAIN = TrainConfig(iters=2600, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=200, checkpoint_interval=200,
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate decay after warm-up")
     t.add_argument("--anchor-scale", type=float, default=DEFAULTS.octave_base_scale,
                    help="anchor side / stride (RetinaNet paper: 4, ATSS paper: 8)")
-    t.add_argument("--cls-loss", default="focal", choices=("focal", "pfl"), help="focal loss or Progressive Focal Loss (UMOP)")
+    t.add_argument("--cls-loss", default="focal", choices=CLS_LOSSES,
+                   help="focal loss or Progressive Focal Loss (UMOP): pfl as the paper's Eq. 4, pfl_official as the authors' code")
     t.add_argument("--lrp", action="store_true",
                    help="UMOP's level-wise resampling as minidet reads Eq. 1: each level by its own positives "
                         "(same as --level-norm own_positives)")

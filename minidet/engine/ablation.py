@@ -5,6 +5,12 @@
     python -m minidet.engine.ablation libra --iters 600 --seeds 0 1 --out runs/libra
     python -m minidet.engine.ablation mimic --iters 500 --seeds 0 1 --out runs/mimicdet
     python -m minidet.engine.ablation crowd --iters 400 --seeds 0 1 --out runs/crowd --results results/crowd/retinanet_128px_400it.json
+    python -m minidet.engine.ablation umop --recipe default --seeds 0 1 2 --only "retinanet FL" "retinanet PFL"
+
+With ``--recipe default`` a grid trains at the zoo's budget (the default recipe, 2600 iterations) and every run
+lands in ``results/ablations/<grid>/<variant slug>/seed<k>/`` as a zoo record the moment it ends; the paired
+tables and the paper-claim table (:mod:`minidet.engine.paired`) are generated from those files
+(``--table`` prints them without training).
 
 The lessons call :func:`run_grid` with the same variants; finished runs (a ``metrics.json`` next to a
 checkpoint at the last iteration) are read back instead of retrained, so a lesson re-executed after the
@@ -27,33 +33,67 @@ from minidet.data.shapes_config import SHAPES_VARIANTS
 from minidet.engine.experiment import DataSpec, RunConfig, fast_mode, lesson_data, lesson_run_config, resolve_data, run
 
 METRICS = ("AP", "AP50", "AP75")
+RECIPES = ("lesson", "default")
 
 
-def umop_variants(iters: int) -> dict[str, RunConfig]:
-    """UMOP Table 1 on the shapes data: RetinaNet and ATSS with FL, + PFL, + PFL + LRP. "LRP" here is
-    ``level_resampling=True``, i.e. ``"own_positives"``: minidet's *interpretation* of Eq. 1 (each level by its
-    own positives, levels averaged). The authors' released code (``"code"``) normalises exactly as the pooled
-    loss, so in their code "PFL + LRP" trains the same loss as "PFL" (:mod:`minidet.losses.lrp`)."""
+def base_config(iters: int, recipe: str = "lesson") -> RunConfig:
+    """The configuration every variant of a grid starts from: ``"lesson"`` is :func:`lesson_run_config` (the lessons'
+    short runs, 3 iterations in fast mode); ``"default"`` is the default recipe of ``minidet train`` (the model
+    zoo's, :func:`minidet.engine.zoo.default_recipe`), at ``iters`` iterations."""
+    if recipe == "lesson":
+        return lesson_run_config(iters=iters)
+    if recipe == "default":
+        from minidet.engine.zoo import default_recipe
+
+        return default_recipe(iters=iters)
+    raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+
+
+def slug(name: str) -> str:
+    """A variant's folder name: ``"retinanet PFL+LRP"`` -> ``"retinanet-pfl-lrp"``, ``"DW (no refinement)"`` ->
+    ``"dw-no-refinement"``."""
+    out = "".join(c if c.isalnum() else "-" for c in name.lower())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")
+
+
+def umop_variants(iters: int, recipe: str = "lesson") -> dict[str, RunConfig]:
+    """UMOP Table 1 on the shapes data: RetinaNet and ATSS with FL, + PFL (the paper's Eq. 4), + PFL as the authors'
+    code computes ``gamma_ad`` (``"pfl_official"``; default recipe only), + PFL + LRP. "LRP" here is ``level_resampling=True``, i.e.
+    ``"own_positives"``: minidet's *interpretation* of Eq. 1 (each level by its own positives, levels averaged). The
+    authors' released code (``"code"``) normalises exactly as the pooled loss, so in their code "PFL + LRP" trains
+    the same loss as "PFL" (:mod:`minidet.losses.lrp`) and needs no run of its own. The lesson recipe uses anchors
+    of 2 x stride for RetinaNet and 4 x stride for ATSS; the default recipe keeps its own (2 x stride for both, as
+    the zoo)."""
     variants = {}
     for model, scale in (("retinanet", 2.0), ("atss", 4.0)):
-        for name, kw in (("FL", {}), ("PFL", {"cls_loss": "pfl"}), ("PFL+LRP", {"cls_loss": "pfl", "level_resampling": True})):
-            cfg = lesson_run_config(iters=iters)
-            cfg.model, cfg.octave_base_scale, cfg.model_kwargs = model, scale, dict(kw)
+        rows = [("FL", {}), ("PFL", {"cls_loss": "pfl"}), ("PFL+LRP", {"cls_loss": "pfl", "level_resampling": True})]
+        if recipe == "default":  # the lessons' grid (lesson 04) stays the three rows it shows
+            rows.insert(2, ("PFL (official)", {"cls_loss": "pfl_official"}))
+        for name, kw in rows:
+            cfg = base_config(iters, recipe)
+            cfg.model, cfg.model_kwargs = model, dict(kw)
+            if recipe == "lesson":
+                cfg.octave_base_scale = scale
             variants[f"{model} {name}"] = cfg
     return variants
 
 
-def dw_variants(iters: int) -> dict[str, RunConfig]:
-    """Dual Weighting on the shapes data: FCOS, DW without and with box refinement. FCOS's scale ranges
-    are scaled by 1/4 to the 256 px images (P3 regresses distances up to 16 px, ..., P7 beyond 128 px);
-    snapshots at 10 %, 40 % and 100 % of training let a lesson look at the weights as training goes."""
+def dw_variants(iters: int, recipe: str = "lesson") -> dict[str, RunConfig]:
+    """Dual Weighting on the shapes data: FCOS, DW without and with box refinement. In the lesson recipe FCOS's
+    scale ranges are scaled by 1/4 to the 256 px images (P3 regresses distances up to 16 px, ..., P7 beyond
+    128 px; 1-4 positives per object); the default recipe keeps COCO's ranges, as the zoo's FCOS (most objects on
+    P3, with centre sampling several positives each). Snapshots at 10 %, 40 % and 100 % of training let a lesson
+    look at the weights as training goes (a default-recipe grid takes the zoo's snapshots instead)."""
     from minidet.assigners.fcos import scaled_ranges
 
     variants = {}
-    for name, model, kw in (("FCOS", "fcos", {"scale_ranges": scaled_ranges(0.25)}),
+    fcos_kw = {"scale_ranges": scaled_ranges(0.25)} if recipe == "lesson" else {}
+    for name, model, kw in (("FCOS", "fcos", fcos_kw),
                             ("DW (no refinement)", "dw", {"refine": False}),
                             ("DW", "dw", {"refine": True})):
-        cfg = lesson_run_config(iters=iters)
+        cfg = base_config(iters, recipe)
         n = cfg.train.iters  # 3 in fast mode
         cfg.train.snapshot_iters = tuple(sorted({max(1, n // 10), max(1, 4 * n // 10)}))
         cfg.model, cfg.model_kwargs = model, dict(kw)
@@ -70,24 +110,32 @@ LIBRA_COMPONENTS = {
 }
 
 
-def libra_variants(iters: int) -> dict[str, RunConfig]:
+def libra_variants(iters: int, recipe: str = "lesson") -> dict[str, RunConfig]:
     """Libra R-CNN's component ablation (its Table 2) on the shapes data: Faster R-CNN (tiny backbone,
-    RPN anchors 4 x stride), each component alone, and the three together."""
+    RPN anchors 4 x stride), each component alone, and the three together; with the default recipe also the
+    three together with the authors' sampler (``iou_balanced="code"``, :mod:`minidet.samplers`)."""
     variants = {}
-    for name, kw in LIBRA_COMPONENTS.items():
-        cfg = lesson_run_config(iters=iters)
+    components = dict(LIBRA_COMPONENTS)
+    if recipe == "default":
+        components["all three, code sampler"] = {"iou_balanced": "code", "bfp": True, "balanced_l1": True}
+    for name, kw in components.items():
+        cfg = base_config(iters, recipe)
         cfg.model, cfg.model_kwargs = "faster_rcnn", dict(kw)
         variants[name] = cfg
     return variants
 
 
-def mimic_variants(iters: int) -> dict[str, RunConfig]:
+def mimic_variants(iters: int, recipe: str = "lesson") -> dict[str, RunConfig]:
     """MimicDet with and without the mimic loss on the shapes data (tiny backbone; one anchor per location of
-    ``anchor_scale x stride``, 16 px on P3 with the recipe's ``octave_base_scale = 2``)."""
+    ``anchor_scale x stride``, 16 px on P3 with the recipe's ``octave_base_scale = 2``); with the default recipe
+    also RetinaNet, the one-stage baseline MimicDet is meant to beat, at the same budget."""
     variants = {}
-    for name, kw in (("MimicDet without mimic", {"mimic": False}), ("MimicDet", {"mimic": True})):
-        cfg = lesson_run_config(iters=iters)
-        cfg.model, cfg.model_kwargs = "mimicdet", dict(kw)
+    rows = [("MimicDet without mimic", "mimicdet", {"mimic": False}), ("MimicDet", "mimicdet", {"mimic": True})]
+    if recipe == "default":
+        rows.append(("RetinaNet", "retinanet", {}))
+    for name, model, kw in rows:
+        cfg = base_config(iters, recipe)
+        cfg.model, cfg.model_kwargs = model, dict(kw)
         variants[name] = cfg
     return variants
 
@@ -179,32 +227,73 @@ def umop_baselines(names: list[str]) -> dict[str, str]:
     return {n: n.split(" ")[0] + " FL" for n in names}
 
 
+def run_default_grid(spec: DataSpec, grid: str, variants: dict[str, RunConfig], seeds: list[int], runs_root: str | Path,
+                     results_root: str | Path, device: str = "cpu", amp: bool = True, command: str = "") -> None:
+    """Train every (seed, variant) of a default-recipe grid as a zoo run (:func:`minidet.engine.zoo.run_one`: AP
+    snapshots, timings, a ``metrics.json`` in ``<results_root>/<slug>/seed<k>/`` the moment the run ends, resume from
+    the last checkpoint of a killed run, skip a finished one). Seeds are the outer loop, so the paired differences
+    of a seed land together."""
+    from minidet.engine.zoo import run_one
+
+    for seed in seeds:
+        for name, cfg in variants.items():
+            run_one(cfg.model, seed, cfg.train.iters, Path(runs_root), Path(results_root), spec, device=device,
+                    command=command, amp=amp, cfg=cfg, name=slug(name))
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
     p.add_argument("grid", choices=("umop", "dw", "libra", "mimic", "crowd"))
-    p.add_argument("--iters", type=int, default=800)
+    p.add_argument("--recipe", default="lesson", choices=RECIPES,
+                   help="lesson: the lessons' short runs (run_grid, one json with --results); default: the zoo's recipe, "
+                        "each run's metrics.json under --results-dir as it lands, then the paired table")
+    p.add_argument("--iters", type=int, default=None, help="iterations (default: 800 lesson, 2600 default recipe)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--out", default="runs/umop")
+    p.add_argument("--out", default=None, help="run folders (default runs/<grid> or runs/ablations/<grid>)")
     p.add_argument("--data-root", default="data")
     p.add_argument("--shapes", default="default", choices=sorted(SHAPES_VARIANTS),
                    help="shapes data variant (minidet.data.shapes_config.SHAPES_VARIANTS): 'small' for level imbalance, "
                         "'crowded' for near-miss negatives; written under <data-root>/shapes-<variant>")
     p.add_argument("--device", default=None)
-    p.add_argument("--results", default=None, help="also write the per-seed metrics and the table to this json")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="default recipe: fp32 where it would use bf16 autocast")
+    p.add_argument("--results", default=None, help="lesson recipe: also write the per-seed metrics and the table to this json")
+    p.add_argument("--results-dir", default=None, help="default recipe: where each run's metrics.json goes "
+                   "(default results/ablations/<grid>, or <grid>-<shapes> on a variant of the data)")
+    p.add_argument("--table", action="store_true", help="default recipe: print the tables of the finished runs, train nothing")
     p.add_argument("--only", nargs="+", default=None, help="train only these variants (e.g. one per process); "
                    "a later call without --only reads the finished runs back")
     args = p.parse_args(argv)
+    iters = args.iters or (800 if args.recipe == "lesson" else 2600)
     variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants,
-                "mimic": mimic_variants, "crowd": crowd_variants}[args.grid](args.iters)
+                "mimic": mimic_variants, "crowd": crowd_variants}[args.grid](iters, *([args.recipe] if args.grid != "crowd" else []))
+    names = list(variants)
     if args.only:
+        unknown = sorted(set(args.only) - set(variants))
+        if unknown:
+            raise SystemExit(f"--only: no variant {unknown} in grid {args.grid!r}; its variants: {names}")
         variants = {k: v for k, v in variants.items() if k in args.only}
     if args.grid == "crowd":
         spec = crowd_data(args.data_root)
     elif args.shapes == "default":
-        spec = lesson_data(args.data_root)
+        spec = lesson_data(args.data_root) if args.recipe == "lesson" else resolve_data("shapes", Path(args.data_root) / "shapes")
     else:
         spec = resolve_data("shapes", Path(args.data_root) / f"shapes-{args.shapes}", SHAPES_VARIANTS[args.shapes])
-    rows = run_grid(spec, variants, args.seeds, args.out, args.device, progress=True)
+    command = "python -m minidet.engine.ablation " + " ".join(argv)
+    if args.recipe == "default":
+        from minidet.engine.paired import claims_table, grid_table
+
+        results_dir = Path(args.results_dir or f"results/ablations/{args.grid}" + ("" if args.shapes == "default" else f"-{args.shapes}"))
+        if not args.table:
+            run_default_grid(spec, args.grid, variants, args.seeds, args.out or f"runs/ablations/{results_dir.name}",
+                             results_dir, args.device or "cpu", args.amp, command)
+        base = {"umop": None, "dw": "FCOS", "libra": "Faster R-CNN", "mimic": "MimicDet without mimic"}[args.grid]
+        groups = [[n for n in names if n.startswith(m)] for m in ("retinanet", "atss")] if args.grid == "umop" else [names]
+        for group in groups:
+            print(grid_table(results_dir, group, base or group[0]), end="\n\n")
+        print(claims_table(results_dir.parent) if args.shapes == "default" else "")
+        return
+    rows = run_grid(spec, variants, args.seeds, args.out or f"runs/{args.grid}", args.device, progress=True)
     summary = summarize(rows)
     first = next(iter(summary))
     baselines = umop_baselines(list(summary)) if args.grid == "umop" else {n: first for n in summary}
@@ -212,8 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     if args.results:
         keep = ("variant", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl")
-        record = {"command": "python -m minidet.engine.ablation " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "iters": args.iters, "runs": [{k: r[k] for k in keep} for r in rows], "table": table}
+        record = {"command": command, "iters": iters, "runs": [{k: r[k] for k in keep} for r in rows], "table": table}
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(json.dumps(record, indent=1))
 

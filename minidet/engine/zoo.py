@@ -109,18 +109,24 @@ def machine() -> dict[str, Any]:
 
 def run_one(model: str, seed: int, iters: int, runs_root: Path, results_root: Path, spec: DataSpec,
             weights: str | None = None, device: str = "cpu", snapshots: int = 4, command: str = "",
-            amp: bool = True) -> dict[str, Any]:
+            amp: bool = True, cfg: RunConfig | None = None, name: str | None = None) -> dict[str, Any]:
     """Train (or resume) and evaluate one zoo run and write its results; returns the ``metrics.json`` record.
     A run whose record exists is read back instead. ``amp=False`` trains in fp32 where the default recipe
-    would use bf16 autocast (the record's ``precision`` says which one ran)."""
-    res_dir = results_root / model / f"seed{seed}"
+    would use bf16 autocast (the record's ``precision`` says which one ran).
+
+    ``cfg`` replaces the default recipe of ``model`` (an ablation variant of it: :mod:`minidet.engine.ablation`
+    passes one, with its seed, weights and snapshots set here as for a zoo run); ``name`` names the run's folders
+    (``<runs_root>/<name>/seed<k>``, ``<results_root>/<name>/seed<k>``; default ``model``)."""
+    name = name or model
+    res_dir = results_root / name / f"seed{seed}"
     if (res_dir / "metrics.json").is_file():
         return json.loads((res_dir / "metrics.json").read_text())
-    cfg = default_recipe(model, iters, seed)
+    cfg = default_recipe(model, iters, seed) if cfg is None else copy.deepcopy(cfg)
+    cfg.train.seed = seed
     cfg.weights = weights
     cfg.train.amp = amp
     cfg.train.snapshot_iters = snapshot_points(cfg.train.iters, snapshots)
-    out = runs_root / model / f"seed{seed}"
+    out = runs_root / name / f"seed{seed}"
     load_before = machine()
     result = run(spec, cfg, out, device=device, progress=True)
     steps = result["steps_this_call"]
@@ -130,7 +136,7 @@ def run_one(model: str, seed: int, iters: int, runs_root: Path, results_root: Pa
              for it, m in evaluate_snapshots(out, loader, device, last_metrics=result["metrics"])]
     net = result["model"]
     record = {
-        "model": model, "seed": seed, "iters": cfg.train.iters, "weights": weights,
+        "model": cfg.model, "variant": name, "seed": seed, "iters": cfg.train.iters, "weights": weights,
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
             autocast_dtype(device, cfg.train.amp, cfg.train.amp_dtype)],
         **{k: round(result["metrics"][k], 5) for k in ZOO_METRICS},

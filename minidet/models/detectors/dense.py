@@ -16,13 +16,15 @@ from minidet.losses.pfl import ProgressiveFocalLoss
 from minidet.models.detectors.base import Detector
 from minidet.models.postprocess import postprocess_dense
 
-CLS_LOSSES = ("focal", "pfl")
+CLS_LOSSES = ("focal", "pfl", "pfl_official")
 
 
 def build_cls_loss(cls_loss: str | nn.Module, focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> nn.Module:
     """``"focal"`` -> :class:`FocalLoss` ``(focal_alpha, focal_gamma)``; ``"pfl"`` ->
     :class:`ProgressiveFocalLoss` centred on ``focal_gamma`` (UMOP defaults ``delta = w = 0.5``; its
-    ``alpha`` is ``w / gamma_ad``, so ``focal_alpha`` is unused); a module is used as is. A module must
+    ``alpha`` is ``w / gamma_ad``, so ``focal_alpha`` is unused) with ``gamma_ad = -log(mean p)`` as the paper's
+    Eq. 4 writes it; ``"pfl_official"`` -> the same loss with the authors' code's ``gamma_ad = mean(-log p)``
+    (``variant="official"``, see :mod:`minidet.losses.pfl`); a module is used as is. A module must
     follow :class:`FocalLoss`'s interface.
 
     Both are built ``fused=True``: the detector only needs the loss summed over classes, so the fused
@@ -33,8 +35,8 @@ def build_cls_loss(cls_loss: str | nn.Module, focal_alpha: float = 0.25, focal_g
         return cls_loss
     if cls_loss == "focal":
         return FocalLoss(focal_alpha, focal_gamma, fused=True)
-    if cls_loss == "pfl":
-        return ProgressiveFocalLoss(gamma=focal_gamma, fused=True)
+    if cls_loss in ("pfl", "pfl_official"):
+        return ProgressiveFocalLoss(gamma=focal_gamma, variant="paper" if cls_loss == "pfl" else "official", fused=True)
     raise ValueError(f"cls_loss must be one of {CLS_LOSSES} or an nn.Module, got {cls_loss!r}")
 
 
