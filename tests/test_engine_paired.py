@@ -86,3 +86,20 @@ def test_default_grid_writes_each_run_and_skips_it_next_time(tmp_path, monkeypat
 
     monkeypatch.setattr(zoo, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     ablation.run_default_grid(spec, "umop", variants, [0], tmp_path / "runs", tmp_path / "res", amp=False)
+
+
+def test_report_renders_ablation_and_claims_blocks(tmp_path):
+    from minidet.engine.report import update
+
+    for name, aps in (("dw", [0.60, 0.62]), ("dw-no-refinement", [0.58, 0.59])):
+        for seed, ap in enumerate(aps):
+            d = tmp_path / "results" / "ablations" / "dw" / name / f"seed{seed}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps(_rec(seed, ap)))
+    text = ("<!-- table:ablation:results/ablations/dw -->\nold\n<!-- /table -->\n"
+            "<!-- table:claims:results/ablations -->\nold\n<!-- /table -->\n"
+            "<!-- table:ablation:results/ablations/umop -->\nold\n<!-- /table -->\n")
+    out = update(text, tmp_path)
+    assert "| DW (no refinement) | 0, 1 | 58.5 ± 0.7 |" in out and "| DW | 0, 1 | 61.0 ± 1.4 |" in out
+    assert "DW: box refinement adds AP | DW vs DW (no refinement) | 0, 1 | +2.0, +3.0 | +2.5 ± 6.4 | within noise |" in out
+    assert "(no finished run under" in out and "old" not in out

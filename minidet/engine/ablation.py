@@ -241,6 +241,22 @@ def run_default_grid(spec: DataSpec, grid: str, variants: dict[str, RunConfig], 
                     command=command, amp=amp, cfg=cfg, name=slug(name))
 
 
+DEFAULT_GRIDS = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants, "mimic": mimic_variants}
+
+
+def default_grid_tables(results_dir: str | Path, grid: str) -> str:
+    """The paired tables of a default-recipe grid's results (:func:`minidet.engine.paired.grid_table`): UMOP one per
+    detector against its FL row, DW against FCOS, Libra against Faster R-CNN, MimicDet against MimicDet without
+    mimic. Variants without a finished run are left out."""
+    from minidet.engine.paired import grid_table
+
+    names = list(DEFAULT_GRIDS[grid](2600, "default"))
+    groups = [([n for n in names if n.startswith(m)], f"{m} FL") for m in ("retinanet", "atss")] if grid == "umop" else [(names, names[0])]
+    tables = [grid_table(results_dir, group, base) for group, base in groups]
+    tables = [t for t in tables if t.count("\n") > 1]  # a table with rows
+    return "\n\n".join(tables) or f"(no finished run under `{results_dir}` yet)"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m minidet.engine.ablation")
@@ -281,16 +297,13 @@ def main(argv: list[str] | None = None) -> None:
         spec = resolve_data("shapes", Path(args.data_root) / f"shapes-{args.shapes}", SHAPES_VARIANTS[args.shapes])
     command = "python -m minidet.engine.ablation " + " ".join(argv)
     if args.recipe == "default":
-        from minidet.engine.paired import claims_table, grid_table
+        from minidet.engine.paired import claims_table
 
         results_dir = Path(args.results_dir or f"results/ablations/{args.grid}" + ("" if args.shapes == "default" else f"-{args.shapes}"))
         if not args.table:
             run_default_grid(spec, args.grid, variants, args.seeds, args.out or f"runs/ablations/{results_dir.name}",
                              results_dir, args.device or "cpu", args.amp, command)
-        base = {"umop": None, "dw": "FCOS", "libra": "Faster R-CNN", "mimic": "MimicDet without mimic"}[args.grid]
-        groups = [[n for n in names if n.startswith(m)] for m in ("retinanet", "atss")] if args.grid == "umop" else [names]
-        for group in groups:
-            print(grid_table(results_dir, group, base or group[0]), end="\n\n")
+        print(default_grid_tables(results_dir, args.grid), end="\n\n")
         print(claims_table(results_dir.parent) if args.shapes == "default" else "")
         return
     rows = run_grid(spec, variants, args.seeds, args.out or f"runs/{args.grid}", args.device, progress=True)

@@ -6,6 +6,10 @@ so a number in the README can always be traced to the results file it came from.
 
 * ``zoo:<folder>`` / ``curves:<folder>``: :func:`minidet.engine.zoo.zoo_table` / :func:`~minidet.engine.zoo.curve_table`
   of a zoo results folder (``<folder>/<model>/seed<k>/metrics.json``), e.g. ``zoo:results/zoo``;
+* ``ablation:<folder>``: :func:`minidet.engine.ablation.default_grid_tables` of a default-recipe ablation grid's
+  results (``results/ablations/<grid>[-<data variant>]/<variant>/seed<k>/metrics.json``), with paired differences;
+* ``claims:<folder>``: :func:`minidet.engine.paired.claims_table`, each paper's claim beside the measured effect,
+  from ``<folder>/<grid>/...`` (e.g. ``claims:results/ablations``);
 * ``bench:<file>.jsonl``: :func:`bench_table`, the latest line of each setting of a benchmark log such as
   ``results/perf/bench_cpu.jsonl`` (written by ``tools/bench_cpu.sh``);
 * ``results/<path>.json``: the ``table`` an ablation grid wrote with ``--results`` (see
@@ -59,6 +63,17 @@ def render(name: str, base: Path) -> str:
     kind, _, folder = name.partition(":")
     if kind in ("zoo", "curves") and folder:
         return _zoo(kind, folder, base)
+    if kind == "ablation" and folder:
+        from minidet.engine.ablation import DEFAULT_GRIDS, default_grid_tables
+
+        grid = Path(folder).name.split("-")[0]
+        if grid not in DEFAULT_GRIDS:
+            raise ConfigError(f"table:{name}: the folder's name must start with a grid of {sorted(DEFAULT_GRIDS)}")
+        return default_grid_tables(base / folder, grid)
+    if kind == "claims" and folder:
+        from minidet.engine.paired import claims_table
+
+        return claims_table(base / folder)
     if kind == "bench" and folder:
         if not (base / folder).is_file():
             raise ConfigError(f"table:{name}: {base / folder} does not exist")
@@ -71,7 +86,8 @@ def render(name: str, base: Path) -> str:
         if "table" not in rec:
             raise ConfigError(f"table:{name}: {path} has no 'table' field")
         return f"`{rec.get('command', '')}` ->\n\n{rec['table']}" if rec.get("command") else rec["table"]
-    raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder>, bench:<file>.jsonl or results/<path>.json")
+    raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder>, ablation:<folder>, "
+                      "claims:<folder>, bench:<file>.jsonl or results/<path>.json")
 
 
 def update(text: str, base: Path) -> str:
