@@ -51,8 +51,8 @@ def base_config(iters: int, recipe: str = "lesson") -> RunConfig:
 
 def slug(name: str) -> str:
     """A variant's folder name: ``"retinanet PFL+LRP"`` -> ``"retinanet-pfl-lrp"``, ``"DW (no refinement)"`` ->
-    ``"dw-no-refinement"``."""
-    out = "".join(c if c.isalnum() else "-" for c in name.lower())
+    ``"dw-no-refinement"``; a model name stays as it is (``"libra_rcnn"``)."""
+    out = "".join(c if c.isalnum() or c == "_" else "-" for c in name.lower())
     while "--" in out:
         out = out.replace("--", "-")
     return out.strip("-")

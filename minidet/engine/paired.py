@@ -102,24 +102,37 @@ CLAIMS = (
     Claim("libra", "all three (Libra)", "Faster R-CNN", "Libra: 2.5 AP over FPN Faster R-CNN (COCO)"),
     Claim("mimic", "MimicDet", "MimicDet without mimic", "MimicDet: the mimic loss adds AP"),
     Claim("mimic", "MimicDet", "RetinaNet", "MimicDet: beats the one-stage RetinaNet"),
+    # the zoo's own runs (bf16 where the CPU has it; each seed's pair trained on one machine): grid "zoo" is the
+    # zoo's results folder, its variants the model names
+    Claim("zoo", "atss", "retinanet", "ATSS: adaptive training sample selection raises AP over RetinaNet"),
+    Claim("zoo", "fcos", "retinanet", "FCOS: the anchor-free detector beats RetinaNet"),
+    Claim("zoo", "dw", "fcos", "DW: dual weighting raises AP over FCOS"),
+    Claim("zoo", "libra_rcnn", "faster_rcnn", "Libra: 2.5 AP over FPN Faster R-CNN (COCO)"),
+    Claim("zoo", "mimicdet", "retinanet", "MimicDet: beats the one-stage RetinaNet"),
 )
 
 
-def claims_table(results_root: str | Path = "results/ablations", claims: tuple[Claim, ...] = CLAIMS) -> str:
-    """Markdown table: each claim whose two variants have a finished run under ``<results_root>/<grid>/``, with the
-    seeds, the per-seed differences, the mean difference +- its 95 % t half-width (AP points), and the verdict."""
+def claims_table(results_root: str | Path = "results/ablations", claims: tuple[Claim, ...] = CLAIMS,
+                 grids: tuple[str, ...] | None = None, zoo_root: str | Path | None = None) -> str:
+    """Markdown table: each claim (of ``grids``, where given) whose two variants have a finished run under
+    ``<results_root>/<grid>/``, with the seeds, the per-seed differences, the mean difference +- its 95 % t half-width
+    (AP points), and the verdict. A claim not measured yet is listed as such. Grid ``"zoo"`` reads ``zoo_root``
+    (default: ``zoo`` beside ``results_root``, i.e. ``results/zoo``)."""
     from minidet.engine.ablation import slug
 
     lines = ["| grid | paper's claim | variant vs baseline | seeds | per-seed AP difference | mean ± 95 % CI | verdict |",
              "|---|---|---|---|---|---|---|"]
-    grids: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    loaded: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     for c in claims:
-        runs = grids.setdefault(c.grid, load_grid(Path(results_root) / c.grid))
-        a, b = runs.get(slug(c.variant)), runs.get(slug(c.baseline))
-        if not a or not b:
+        if grids is not None and c.grid not in grids:
             continue
-        p = paired(a, b)
+        folder = Path(zoo_root or Path(results_root).parent / "zoo") if c.grid == "zoo" else Path(results_root) / c.grid
+        runs = loaded.setdefault(c.grid, load_grid(folder))
+        a, b = runs.get(slug(c.variant)), runs.get(slug(c.baseline))
+        p = paired(a or {}, b or {})
         if not p.n:
+            if grids is not None:  # a lesson's own claims: say which are still to be measured
+                lines.append(f"| {c.grid} | {c.paper} | {c.variant} vs {c.baseline} | | | | not measured yet |")
             continue
         ci = "" if p.n < 2 else f" ± {p.half_width:.1f}"
         lines.append(f"| {c.grid} | {c.paper} | {c.variant} vs {c.baseline} | {', '.join(map(str, p.seeds))} | "

@@ -172,13 +172,14 @@ def _mean_std(xs: list[float]) -> str:
     return f"{100 * statistics.fmean(xs):.1f} ± {100 * statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{100 * xs[0]:.1f}"
 
 
-def zoo_table(results_root: str | Path = "results/zoo") -> str:
+def zoo_table(results_root: str | Path = "results/zoo", models: tuple[str, ...] | None = None) -> str:
     """Markdown table of the zoo: per model the seeds, AP ... APl as mean ± sample std (in %), seconds per training
-    iteration, inference ms per image and parameters; every number read from ``results_root``."""
+    iteration, inference ms per image and parameters; every number read from ``results_root`` (only ``models``,
+    where given)."""
     lines = ["| model | iters | seeds | " + " | ".join(ZOO_METRICS) + " | s / train iter | infer ms / image | params (M) |",
              "|---" * (len(ZOO_METRICS) + 6) + "|"]
     res = load_results(results_root)
-    for model in [m for m in MODELS if m in res]:
+    for model in [m for m in MODELS if m in res and (models is None or m in models)]:
         recs = res[model]
         cells = [_mean_std([r[k] for r in recs]) for k in ZOO_METRICS]
         spi = [r["seconds_per_iter"] for r in recs if r["seconds_per_iter"]]
