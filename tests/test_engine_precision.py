@@ -31,9 +31,33 @@ def test_autocast_dtype_rule(native_bf16):
         autocast_dtype("cpu", amp_dtype="float8")
 
 
-def test_native_bf16_query_agrees_with_onednn():
-    expected = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert cpu_has_native_bf16() == bool(expected)
+def test_native_bf16_means_bf16_instructions(tmp_path, monkeypatch):
+    """The flags decide: AVX512 alone (where oneDNN only emulates bf16) is not native; AVX512-BF16 or AMX-BF16 is."""
+    from minidet.engine import precision
+
+    read_flags = precision.cpu_flags
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: read_flags(info))
+    cases = {"fpu avx2 avx512f avx512bw avx512_vnni": False, "fpu avx512f avx512_bf16": True, "fpu amx_tile amx_bf16": True}
+    try:
+        for flags, native in cases.items():
+            info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+            assert precision.cpu_flags() == frozenset(flags.split())
+            precision.cpu_has_native_bf16.cache_clear()
+            assert precision.cpu_has_native_bf16() is (native and torch.backends.mkldnn.is_available())
+    finally:
+        precision.cpu_has_native_bf16.cache_clear()
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # ARM: no x86 flags line, oneDNN's query decides
+    assert read_flags(info) is None and read_flags(tmp_path / "missing") is None
+
+
+def test_native_bf16_on_this_machine_agrees_with_its_flags():
+    from minidet.engine.precision import NATIVE_BF16_FLAGS, cpu_flags
+
+    flags = cpu_flags()
+    if flags is None:
+        pytest.skip("no x86 flags line in /proc/cpuinfo")
+    assert cpu_has_native_bf16() == (bool(NATIVE_BF16_FLAGS & flags) and torch.backends.mkldnn.is_available())
 
 
 def test_bf16_cpu_training_step_and_evaluation_stay_finite(tiny_shapes, native_bf16, capsys):

@@ -58,6 +58,57 @@ def bench_table(path: Path) -> str:
     return "\n".join(rows)
 
 
+def lesson_box(lesson: str, reads: tuple[str, ...] = (), trains: dict[str, int] | None = None,
+               results_root: str | Path = "../results") -> str:
+    """The box at the top of a lesson (markdown): how long its last full execution took
+    (``results/lessons/<lesson>.json``, written by ``book/execute_lessons.py``), on what machine and load, which run
+    folders it trained and which were already there (a lesson reads its finished runs back instead of training them,
+    so only an execution that created all of them measures "from scratch"); an estimate of its training time from
+    scratch, ``trains`` (``{model: training iterations the lesson runs}``) times the zoo's measured seconds per
+    iteration (``results/zoo``); then what it reads from ``results/`` (``reads``) instead of training."""
+    path = Path(results_root) / "lessons" / f"{lesson}.json"
+    lines = ["**How long this lesson takes.** "]
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        m = rec["machine"]
+        lines[0] += (f"Its last full execution (`{rec['command']}`) took **{rec['seconds'] / 60:.1f} min** on a "
+                     f"{m['cores']}-core {m['cpu']} ({m['torch_threads']} torch threads, 1-minute load {m['load_avg_1min']} "
+                     f"at the end), {rec['date'][:10]}. ")
+        made, before = rec["runs_created"], rec["runs_present_before"]
+        notebook = Path(results_root).parent / "lessons" / rec["lesson"]
+        if notebook.is_file():  # keep the folders this lesson names (runs/<grid>/...), not every other run on the machine
+            text = notebook.read_text()
+            before = [r for r in before if f"runs/{r.split('/')[0]}" in text]
+        if made:
+            lines[0] += f"It trained {len(made)} run(s) from scratch ({', '.join(made)}). "
+        else:
+            lines[0] += "It trained nothing. "
+        if before:
+            lines[0] += (f"{len(before)} of its run folders already existed under `runs/` and were read back, not "
+                         f"trained ({', '.join(before)}), so this time is not a from-scratch time. ")
+    else:
+        lines[0] += f"Not measured yet (no `{path.as_posix()}`). "
+    if trains:
+        import statistics
+
+        from minidet.engine.zoo import load_results
+
+        zoo = load_results(Path(results_root) / "zoo")
+        spi = {m: statistics.median(r["seconds_per_iter"] for r in zoo[m] if r["seconds_per_iter"]) for m in trains if m in zoo}
+        known = [f"{n} x {m} at {spi[m]:.2f} s" for m, n in trains.items() if m in spi]
+        lines[0] += (f"From scratch its training is about **{sum(n * spi[m] for m, n in trains.items() if m in spi) / 60:.0f} min**"
+                     f" ({' + '.join(known)} per iteration: the zoo's measured median, bf16 on CPUs with native bf16, two "
+                     "runs side by side at one thread each; in fp32, on a CPU without native bf16, expect 2-3x that: RetinaNet "
+                     "took 1.02 s per iteration on a 2-core AVX2 EPYC, `results/zoo-avx2-fp32`)")
+        missing = [m for m in trains if m not in spi]
+        lines[0] += (f", plus {', '.join(f'{trains[m]} x {m}' for m in missing)} iterations with no measured zoo time yet. "
+                     if missing else ". ")
+    lines[0] += "With `MINIDET_FAST=1` (as the tests run it) every cell runs in seconds."
+    if reads:
+        lines.append("**What it reads from `results/` instead of training:** " + "; ".join(reads) + ".")
+    return "\n\n".join(lines)
+
+
 def render(name: str, base: Path) -> str:
     """The markdown of table ``name`` (see the module docstring), relative to the repository root ``base``."""
     kind, _, folder = name.partition(":")
