@@ -113,10 +113,10 @@ CLAIMS = (
 
 
 def claims_table(results_root: str | Path = "results/ablations", claims: tuple[Claim, ...] = CLAIMS,
-                 grids: tuple[str, ...] | None = None, zoo_root: str | Path | None = None) -> str:
+                 grids: tuple[str, ...] | None = None, zoo_root: str | Path | None = None, show_missing: bool = False) -> str:
     """Markdown table: each claim (of ``grids``, where given) whose two variants have a finished run under
     ``<results_root>/<grid>/``, with the seeds, the per-seed differences, the mean difference +- its 95 % t half-width
-    (AP points), and the verdict. A claim not measured yet is listed as such. Grid ``"zoo"`` reads ``zoo_root``
+    (AP points), and the verdict. A claim not measured yet is listed as such with ``grids`` or ``show_missing``. Grid ``"zoo"`` reads ``zoo_root``
     (default: ``zoo`` beside ``results_root``, i.e. ``results/zoo``)."""
     from minidet.engine.ablation import slug
 
@@ -131,7 +131,7 @@ def claims_table(results_root: str | Path = "results/ablations", claims: tuple[C
         a, b = runs.get(slug(c.variant)), runs.get(slug(c.baseline))
         p = paired(a or {}, b or {})
         if not p.n:
-            if grids is not None:  # a lesson's own claims: say which are still to be measured
+            if grids is not None or show_missing:  # a lesson's own claims: say which are still to be measured
                 lines.append(f"| {c.grid} | {c.paper} | {c.variant} vs {c.baseline} | | | | not measured yet |")
             continue
         ci = "" if p.n < 2 else f" ± {p.half_width:.1f}"
