@@ -103,3 +103,14 @@ def test_report_renders_ablation_and_claims_blocks(tmp_path):
     assert "| DW (no refinement) | 0, 1 | 58.5 ± 0.7 |" in out and "| DW | 0, 1 | 61.0 ± 1.4 |" in out
     assert "DW: box refinement adds AP | DW vs DW (no refinement) | 0, 1 | +2.0, +3.0 | +2.5 ± 6.4 | within noise |" in out
     assert "(no finished run under" in out and "old" not in out
+
+
+def test_training_hours_sum_the_timed_steps(tmp_path):
+    from minidet.engine.report import render
+
+    for i, (spi, steps) in enumerate(((0.5, 3600), (1.0, 1800))):
+        d = tmp_path / "results" / "g" / f"v{i}" / "seed0"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"seconds_per_iter": spi, "timed_steps": steps}))
+    out = render("hours:results/g,results/none", tmp_path)
+    assert "| `g` | 2 | 1.0 |" in out and "| `none` | 0 | 0.0 |" in out and "**1.0**" in out

@@ -10,6 +10,7 @@ so a number in the README can always be traced to the results file it came from.
   results (``results/ablations/<grid>[-<data variant>]/<variant>/seed<k>/metrics.json``), with paired differences;
 * ``claims:<folder>``: :func:`minidet.engine.paired.claims_table`, each paper's claim beside the measured effect,
   from ``<folder>/<grid>/...`` (e.g. ``claims:results/ablations``);
+* ``hours:<folder>[,<folder>...]``: :func:`training_hours`, how many runs the folders hold and the hours they trained;
 * ``bench:<file>.jsonl``: :func:`bench_table`, the latest line of each setting of a benchmark log such as
   ``results/perf/bench_cpu.jsonl`` (written by ``tools/bench_cpu.sh``);
 * ``results/<path>.json``: the ``table`` an ablation grid wrote with ``--results`` (see
@@ -109,6 +110,21 @@ def lesson_box(lesson: str, reads: tuple[str, ...] = (), trains: dict[str, int] 
     return "\n\n".join(lines)
 
 
+def training_hours(folders: list[Path]) -> str:
+    """One line per results folder of zoo records (``*/seed*/metrics.json``, nested folders included): the number
+    of runs and their training hours, the sum of ``seconds_per_iter x timed_steps`` (each run trained on one thread,
+    two side by side on a 2-core machine; a resumed run counts only its last call's steps, and evaluation is not
+    counted), and the total."""
+    rows, total = [], 0.0
+    for folder in folders:
+        recs = [json.loads(p.read_text()) for p in sorted(folder.glob("**/seed*/metrics.json"))]
+        hours = sum((r.get("seconds_per_iter") or 0) * (r.get("timed_steps") or 0) for r in recs) / 3600
+        total += hours
+        rows.append(f"| `{folder.name}` | {len(recs)} | {hours:.1f} |")
+    return "\n".join(["| results folder | runs | training hours (one thread each) |", "|---|---|---|", *rows,
+                      f"| all | | **{total:.1f}** |"])
+
+
 def render(name: str, base: Path) -> str:
     """The markdown of table ``name`` (see the module docstring), relative to the repository root ``base``."""
     kind, _, folder = name.partition(":")
@@ -121,6 +137,8 @@ def render(name: str, base: Path) -> str:
         if grid not in DEFAULT_GRIDS:
             raise ConfigError(f"table:{name}: the folder's name must start with a grid of {sorted(DEFAULT_GRIDS)}")
         return default_grid_tables(base / folder, grid)
+    if kind == "hours" and folder:
+        return training_hours([base / f for f in folder.split(",")])
     if kind == "claims" and folder:
         from minidet.engine.paired import claims_table
 
@@ -138,7 +156,7 @@ def render(name: str, base: Path) -> str:
             raise ConfigError(f"table:{name}: {path} has no 'table' field")
         return f"`{rec.get('command', '')}` ->\n\n{rec['table']}" if rec.get("command") else rec["table"]
     raise ConfigError(f"unknown table name {name!r}: zoo:<folder>, curves:<folder>, ablation:<folder>, "
-                      "claims:<folder>, bench:<file>.jsonl or results/<path>.json")
+                      "claims:<folder>, hours:<folders>, bench:<file>.jsonl or results/<path>.json")
 
 
 def update(text: str, base: Path) -> str:
