@@ -136,6 +136,8 @@ def render(name: str, base: Path) -> str:
         grid = Path(folder).name.split("-")[0]
         if grid not in DEFAULT_GRIDS:
             raise ConfigError(f"table:{name}: the folder's name must start with a grid of {sorted(DEFAULT_GRIDS)}")
+        if not any((base / folder).glob("*/seed*/metrics.json")):
+            return f"(no finished run under `{folder}` yet)"
         return default_grid_tables(base / folder, grid)
     if kind == "hours" and folder:
         return training_hours([base / f for f in folder.split(",")])
