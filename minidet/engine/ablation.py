@@ -241,19 +241,17 @@ def run_default_grid(spec: DataSpec, grid: str, variants: dict[str, RunConfig], 
                     command=command, amp=amp, cfg=cfg, name=slug(name))
 
 
-DEFAULT_GRIDS = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants, "mimic": mimic_variants}
+DEFAULT_GRIDS = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants, "mimic": mimic_variants}  # (iters, recipe)
 
 
 def default_grid_tables(results_dir: str | Path, grid: str) -> str:
     """The paired tables of a default-recipe grid's results (:func:`minidet.engine.paired.grid_table`): UMOP one per
     detector against its FL row, DW against FCOS, Libra against Faster R-CNN, MimicDet against MimicDet without
     mimic. Variants without a finished run are left out."""
-    from minidet.engine.paired import grid_table
+    from minidet.engine.paired import grid_table, load_grid
 
     names = list(DEFAULT_GRIDS[grid](2600, "default"))
     groups = [([n for n in names if n.startswith(m)], f"{m} FL") for m in ("retinanet", "atss")] if grid == "umop" else [(names, names[0])]
-    from minidet.engine.paired import load_grid
-
     done = load_grid(results_dir)
     # a grid whose first row has no run yet (e.g. DW's FCOS, trained in the zoo only) pairs with its first row that has
     groups = [(group, base if slug(base) in done else next((n for n in group if slug(n) in done), base)) for group, base in groups]
@@ -286,8 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                    "a later call without --only reads the finished runs back")
     args = p.parse_args(argv)
     iters = args.iters or (800 if args.recipe == "lesson" else 2600)
-    variants = {"umop": umop_variants, "dw": dw_variants, "libra": libra_variants,
-                "mimic": mimic_variants, "crowd": crowd_variants}[args.grid](iters, *([args.recipe] if args.grid != "crowd" else []))
+    variants = (crowd_variants(iters) if args.grid == "crowd" else DEFAULT_GRIDS[args.grid](iters, args.recipe))
     names = list(variants)
     if args.only:
         unknown = sorted(set(args.only) - set(variants))

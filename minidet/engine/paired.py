@@ -144,6 +144,7 @@ def grid_table(results_root: str | Path, variants: list[str], baseline: str) -> 
     """Markdown table of one default-recipe grid: per variant the seeds, AP / AP50 / AP75 / APs as mean +- std (%),
     and the paired AP difference against ``baseline`` (mean +- 95 % half-width, per seed)."""
     from minidet.engine.ablation import slug
+    from minidet.engine.zoo import _mean_std  # the zoo table's "mean ± std" in %
 
     runs = load_grid(results_root)
     metrics = ("AP", "AP50", "AP75", "APs")
@@ -153,10 +154,7 @@ def grid_table(results_root: str | Path, variants: list[str], baseline: str) -> 
         recs = runs.get(slug(name))
         if not recs:
             continue
-        cells = []
-        for m in metrics:
-            xs = [100 * r[m] for r in recs.values()]
-            cells.append(f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}")
+        cells = [_mean_std([r[m] for r in recs.values()]) for m in metrics]
         diff = per_seed = ""
         if name != baseline and slug(baseline) in runs:
             p = paired(recs, runs[slug(baseline)])
