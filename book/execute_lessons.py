@@ -2,6 +2,8 @@
 
     python book/execute_lessons.py                      # every lesson
     python book/execute_lessons.py lessons/03_*.ipynb   # some
+    python book/execute_lessons.py lessons/04_*.ipynb --cells 24   # only cells that stand alone (they import
+                                                        # what they use): their outputs are replaced, no timing
 
 The committed notebooks (and so the book) carry the outputs of this full run. ``MINIDET_FAST`` is
 removed from the kernel's environment so nothing is shrunk. Each execution's wall time is recorded in
@@ -42,6 +44,33 @@ def execute(path: Path, timeout: int = 1800) -> float:
     return seconds
 
 
+def execute_cells(path: Path, cells: list[int], timeout: int = 1800) -> None:
+    """Re-execute only ``cells`` of ``path`` (each must stand alone), in one fresh kernel, in order.
+
+    For a cell that reads committed results (a zoo or claims table) after new results land: the rest of the
+    notebook keeps the outputs of its full run. Each cell keeps its execution count (nbval needs one)."""
+    nb = nbformat.read(path, as_version=4)
+    for i in cells:
+        if nb.cells[i].cell_type != "code":
+            raise SystemExit(f"{path.name}: cell {i} is a {nb.cells[i].cell_type} cell, not a code cell")
+    part = nbformat.v4.new_notebook(metadata=nb.metadata, cells=[nbformat.from_dict(dict(nb.cells[i])) for i in cells])
+    env_fast = os.environ.pop("MINIDET_FAST", None)
+    try:
+        NotebookClient(part, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        if env_fast is not None:
+            os.environ["MINIDET_FAST"] = env_fast
+    for i, done in zip(cells, part.cells):
+        count = nb.cells[i].execution_count or done.execution_count
+        nb.cells[i].outputs = done.outputs
+        nb.cells[i].execution_count = count
+        for out in nb.cells[i].outputs:
+            if "execution_count" in out:
+                out["execution_count"] = count
+    nbformat.write(nb, path)
+
+
 def _run_folders() -> set[str]:
     """Finished-or-started run folders (``runs/<grid>/<variant>/seed<k>`` or ``runs/<name>``): those holding a checkpoint."""
     return {str(c.parent.relative_to(ROOT / "runs")) for c in (ROOT / "runs").glob("**/last.pt")}
@@ -62,6 +91,12 @@ def record(path: Path, seconds: float, before: set[str], after: set[str]) -> Pat
 
 
 def main(argv: list[str]) -> None:
+    if "--cells" in argv:
+        at = argv.index("--cells")
+        (path,), cells = argv[:at], [int(c) for c in argv[at + 1:]]
+        execute_cells(Path(path).resolve(), cells)
+        print(f"{Path(path).name}: re-executed cells {cells}", flush=True)
+        return
     paths = [Path(p).resolve() for p in argv] or sorted((ROOT / "lessons").glob("*.ipynb"))
     for p in paths:
         print(f"{p.name}: executing ...", flush=True)
