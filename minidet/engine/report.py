@@ -73,7 +73,7 @@ def lesson_box(lesson: str, reads: tuple[str, ...] = (), trains: dict[str, int] 
         rec = json.loads(path.read_text())
         m = rec["machine"]
         lines[0] += (f"Its last full execution (`{rec['command']}`) took **{rec['seconds'] / 60:.1f} min** on a "
-                     f"{m['cores']}-core {m['cpu']} ({m['torch_threads']} torch threads, 1-minute load {m['load_avg_1min']} "
+                     f"{m['cores']}-core {m['cpu']} ({m['torch_threads']} torch thread(s), 1-minute load {m['load_avg_1min']} "
                      f"at the end), {rec['date'][:10]}. ")
         made, before = rec["runs_created"], rec["runs_present_before"]
         notebook = Path(results_root).parent / "lessons" / rec["lesson"]
