@@ -13,6 +13,7 @@ lesson's "how long it takes" box can quote a measurement and say whether it was 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -26,10 +27,20 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute(path: Path, timeout: int = 1800) -> float:
-    nb = nbformat.read(path, as_version=4)
+@contextlib.contextmanager
+def _full_mode():
+    """``MINIDET_FAST`` removed from the environment the kernel inherits, restored afterwards."""
     env_fast = os.environ.pop("MINIDET_FAST", None)
     try:
+        yield
+    finally:
+        if env_fast is not None:
+            os.environ["MINIDET_FAST"] = env_fast
+
+
+def execute(path: Path, timeout: int = 1800) -> float:
+    nb = nbformat.read(path, as_version=4)
+    with _full_mode():
         start = time.perf_counter()
         def started(cell, cell_index, **_):  # progress: which cell runs, so a stalled kernel can be located
             print(f"{path.name}: cell {cell_index} started at {time.perf_counter() - start:.0f} s", flush=True)
@@ -37,9 +48,6 @@ def execute(path: Path, timeout: int = 1800) -> float:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, on_cell_execute=started,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         seconds = time.perf_counter() - start
-    finally:
-        if env_fast is not None:
-            os.environ["MINIDET_FAST"] = env_fast
     nbformat.write(nb, path)
     return seconds
 
@@ -54,13 +62,9 @@ def execute_cells(path: Path, cells: list[int], timeout: int = 1800) -> None:
         if nb.cells[i].cell_type != "code":
             raise SystemExit(f"{path.name}: cell {i} is a {nb.cells[i].cell_type} cell, not a code cell")
     part = nbformat.v4.new_notebook(metadata=nb.metadata, cells=[nbformat.from_dict(dict(nb.cells[i])) for i in cells])
-    env_fast = os.environ.pop("MINIDET_FAST", None)
-    try:
+    with _full_mode():
         NotebookClient(part, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        if env_fast is not None:
-            os.environ["MINIDET_FAST"] = env_fast
     for i, done in zip(cells, part.cells):
         count = nb.cells[i].execution_count or done.execution_count
         nb.cells[i].outputs = done.outputs
