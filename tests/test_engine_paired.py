@@ -54,7 +54,10 @@ def test_default_recipe_variants_are_the_zoo_recipe():
     from minidet.engine.zoo import default_recipe
 
     v = ablation.umop_variants(2600, "default")
-    assert list(v) == [f"{m} {n}" for m in ("retinanet", "atss") for n in ("FL", "PFL", "PFL (official)", "PFL+LRP")]
+    assert list(v) == [f"{m} {n}" for m in ("retinanet", "atss")
+                       for n in ("FL", "PFL", "PFL (official)", "PFL+LRP", "FL (gamma 1.5, alpha 1/3)")]
+    assert v["atss FL (gamma 1.5, alpha 1/3)"].model_kwargs == {"focal_gamma": 1.5, "focal_alpha": 1 / 3}
+    assert ablation.slug("atss FL (gamma 1.5, alpha 1/3)") == "atss-fl-gamma-1-5-alpha-1-3"
     zoo_atss = default_recipe("atss")
     assert v["atss FL"].octave_base_scale == zoo_atss.octave_base_scale and v["atss FL"].train == zoo_atss.train
     assert v["retinanet PFL (official)"].model_kwargs == {"cls_loss": "pfl_official"}
@@ -114,3 +117,21 @@ def test_training_hours_sum_the_timed_steps(tmp_path):
         (d / "metrics.json").write_text(json.dumps({"seconds_per_iter": spi, "timed_steps": steps}))
     out = render("hours:results/g,results/none", tmp_path)
     assert "| `g` | 2 | 1.0 |" in out and "| `none` | 0 | 0.0 |" in out and "**1.0**" in out
+
+
+def test_pfl_trajectory_counts_steps_at_the_lower_clip():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "tools" / "pfl_trajectory.py"
+    spec = importlib.util.spec_from_file_location("pfl_trajectory", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # 8 logged steps; after the first quarter (iters 30-80) P3 sits at 1.5 on 4 of 6 steps, P4 never
+    hist = [{"iter": 10 * (i + 1), "levels/pfl_gamma": [g, 2.0], "levels/pfl_alpha": [0.5 / g, 0.25],
+             "levels/pos_prob": [0.1, 0.0]} for i, g in enumerate([2.5, 2.0, 1.7, 1.5, 1.5, 1.6, 1.5, 1.5])]
+    s = tool.summarize_run(hist)
+    assert s["share_at_lower_clip_after_quarter"] == [4 / 6, 0.0]
+    assert s["snapshots"]["end"]["iter"] == 80 and s["snapshots"]["half"]["iter"] == 40
+    with pytest.raises(ValueError, match="pfl_gamma"):
+        tool.summarize_run([{"iter": 10, "loss": 1.0}])
